@@ -1,0 +1,87 @@
+"""smtp-core: a Sans-I/O SMTP engine for both roles.
+
+The whole public surface is here. Feed bytes to a ``ServerConnection`` or a
+``ClientConnection`` with ``receive_data``, take events with ``next_event``,
+and turn events into bytes with ``send``; the engine never does I/O.
+"""
+
+from ._address import Address
+from ._config import BareLinePolicy, ClientConfig, ServerConfig
+from ._connection import ClientConnection, ServerConnection
+from ._events import (
+    Command,
+    CommandError,
+    ConnectionClosed,
+    Data,
+    Ehlo,
+    Event,
+    Expn,
+    Helo,
+    Help,
+    Mail,
+    MessageChunk,
+    MessageEnd,
+    MessageRefused,
+    Noop,
+    Quit,
+    Rcpt,
+    Reply,
+    Rset,
+    Vrfy,
+)
+from ._extensions import Extensions
+from ._parameters import Body, MailParams, Notify, OriginalRecipient, RcptParams, Ret
+from ._state import State
+from ._util import (
+    NEED_DATA,
+    PAUSED,
+    LocalProtocolError,
+    ProtocolError,
+    RemoteProtocolError,
+    Sentinel,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "NEED_DATA",
+    "PAUSED",
+    "Address",
+    "BareLinePolicy",
+    "Body",
+    "ClientConfig",
+    "ClientConnection",
+    "Command",
+    "CommandError",
+    "ConnectionClosed",
+    "Data",
+    "Ehlo",
+    "Event",
+    "Expn",
+    "Extensions",
+    "Helo",
+    "Help",
+    "LocalProtocolError",
+    "Mail",
+    "MailParams",
+    "MessageChunk",
+    "MessageEnd",
+    "MessageRefused",
+    "Noop",
+    "Notify",
+    "OriginalRecipient",
+    "ProtocolError",
+    "Quit",
+    "Rcpt",
+    "RcptParams",
+    "RemoteProtocolError",
+    "Reply",
+    "Ret",
+    "Rset",
+    "Sentinel",
+    "ServerConfig",
+    "ServerConnection",
+    "State",
+    "Vrfy",
+    "__version__",
+]

@@ -1,0 +1,206 @@
+# Message content: the hot path, in both directions.
+#
+# Reading (server): the end of content is exactly CRLF "." CRLF. A virtual
+# CRLF is put in front of the content so that the end at the very start and
+# a dot-stuffed first line need no special case. Each pass finds the end with
+# one bytes.find; when it is not there yet, everything is handed out except a
+# tail of at most four octets that could begin it ("\r", "\r\n", "\r\n.",
+# "\r\n.\r"). Because no CRLF pair and no "\r\n." is ever cut in two, the
+# un-stuffing is one bytes.replace and the bare CR/LF test is three counts.
+# Line lengths are checked by jumping a window of the line limit with rfind,
+# so the Python loop runs once per ``limit`` octets, not once per line.
+#
+# Writing (client): the mirror image. A trailing CR is held back until the
+# next chunk shows whether an LF follows, so CRLF normalisation and stuffing
+# work across any chunk boundary.
+from __future__ import annotations
+
+from ._config import BareLinePolicy
+from ._events import MessageEnd, MessageRefused, Reply, _trusted
+from ._util import LocalProtocolError
+
+__all__ = ["ContentReader", "ContentWriter"]
+
+_END = b"\r\n.\r\n"
+
+
+def _normalize(data: bytes) -> bytes:
+    """Every bare CR and bare LF becomes CRLF."""
+    return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
+
+
+def _has_bare_line_ending(data: bytes) -> bool:
+    pairs = data.count(b"\r\n")
+    return data.count(b"\n") != pairs or data.count(b"\r") != pairs
+
+
+class ContentReader:
+    """Turns the bytes after a 354 into content chunks and the end of content."""
+
+    __slots__ = (
+        "_fault",
+        "_final",
+        "_held",
+        "_input",
+        "_line",
+        "_max_line",
+        "_max_size",
+        "_policy",
+        "_size",
+        "_virtual",
+        "leftover",
+    )
+
+    def __init__(self, max_line: int | None, max_size: int | None, policy: BareLinePolicy) -> None:
+        self._max_line = max_line
+        self._max_size = max_size
+        self._policy = policy
+        self._held = b"\r\n"  # the virtual CRLF before the content
+        self._virtual = 2
+        self._input: list[bytes] = []
+        self._line = 0  # octets of the unfinished output line so far
+        self._size = 0
+        self._fault: Reply | None = None
+        self._final: MessageEnd | MessageRefused | None = None
+        self.leftover = b""
+        """What followed the end of content: pipelined commands."""
+
+    def feed(self, data: bytes) -> None:
+        self._input.append(data)
+
+    @property
+    def final(self) -> MessageEnd | MessageRefused | None:
+        """The end event, once the end of content has been read."""
+        return self._final
+
+    def read(self) -> bytes | None:
+        """Process everything fed so far; the content it yields, if any.
+
+        After a call, ``final`` says whether the end was reached (and then
+        ``leftover`` holds the bytes after it).
+        """
+        if self._final is not None or not self._input:
+            return None
+        if len(self._input) == 1 and not self._held:
+            buf = self._input[0]
+        else:
+            buf = self._held + b"".join(self._input)
+        self._input.clear()
+        end = buf.find(_END)
+        if end >= 0:
+            body = buf[: end + 2]
+            self.leftover = buf[end + 5 :]
+            self._held = b""
+        else:
+            if buf.endswith(b"\r\n.\r"):
+                keep = 4
+            elif buf.endswith(b"\r\n."):
+                keep = 3
+            elif buf.endswith(b"\r\n"):
+                keep = 2
+            elif buf.endswith(b"\r"):
+                keep = 1
+            else:
+                keep = 0
+            cut = len(buf) - keep
+            body = buf[:cut] if keep else buf
+            self._held = buf[cut:] if keep else b""
+        out = self._check(body) if body else b""
+        if end >= 0:
+            if self._fault is not None:
+                self._final = _trusted(MessageRefused, self._fault)
+            else:
+                self._final = _trusted(MessageEnd)
+        return out or None
+
+    def _check(self, body: bytes) -> bytes:
+        # RFC 5321 4.5.2: a leading dot on a line is removed.
+        out = body.replace(b"\r\n.", b"\r\n")
+        if self._virtual:
+            out = out[self._virtual :]
+            self._virtual = 0
+        if self._fault is not None:
+            return b""
+        if _has_bare_line_ending(out):
+            if self._policy is BareLinePolicy.REJECT:
+                return self._refuse(
+                    550, "5.5.2", "bare CR or LF in message content: lines must end with CRLF"
+                )
+            if self._policy is BareLinePolicy.NORMALIZE:
+                out = _normalize(out)
+        if self._max_line is not None and not self._lines_fit(out, self._max_line):
+            return self._refuse(
+                552, "5.5.2", f"message line longer than {self._max_line} octets with its CRLF"
+            )
+        self._size += len(out)
+        if self._max_size is not None and self._size > self._max_size:
+            return self._refuse(
+                552, "5.3.4", f"message larger than the {self._max_size} octets allowed"
+            )
+        return out
+
+    def _lines_fit(self, out: bytes, limit: int) -> bool:
+        # RFC 5321 4.5.3.1.6: a line with its CRLF is at most ``limit`` octets.
+        size = len(out)
+        start = -self._line  # where the unfinished line began, relative to out
+        while size - start > limit:
+            newline = out.rfind(b"\n", max(start, 0), start + limit)
+            if newline < 0:
+                return False
+            start = newline + 1
+        self._line = size - start
+        return True
+
+    def _refuse(self, code: int, enhanced: str, text: str) -> bytes:
+        self._fault = Reply(code, text, enhanced)
+        return b""
+
+
+class ContentWriter:
+    """Dot-stuffs and CRLF-normalises content a client sends, chunk by chunk."""
+
+    __slots__ = ("_held_cr", "_line_start", "_policy")
+
+    def __init__(self, policy: BareLinePolicy) -> None:
+        self._policy = policy
+        self._held_cr = False
+        self._line_start = True
+
+    def write(self, data: bytes) -> bytes:
+        if self._held_cr:
+            data = b"\r" + data
+        held_cr = data.endswith(b"\r")
+        if held_cr:
+            data = data[:-1]
+        if data and _has_bare_line_ending(data):
+            if self._policy is BareLinePolicy.REJECT:
+                raise LocalProtocolError(
+                    "bare CR or LF in message content (the client's policy is REJECT); "
+                    "lines must end with CRLF"
+                )
+            data = _normalize(data)
+        self._held_cr = held_cr
+        if not data:
+            return b""
+        # RFC 5321 4.5.2: a line that starts with a dot gets one more.
+        out = data.replace(b"\r\n.", b"\r\n..")
+        if self._line_start and data[0] == 46:
+            out = b"." + out
+        self._line_start = data[-1] == 10
+        return out
+
+    def end(self) -> bytes:
+        """The bytes that end the content: a CRLF if the last line lacks one,
+        then the lone dot."""
+        out = b""
+        if self._held_cr:
+            if self._policy is BareLinePolicy.REJECT:
+                raise LocalProtocolError(
+                    "bare CR at the end of message content (the client's policy is REJECT)"
+                )
+            self._held_cr = False
+            self._line_start = True
+            out = b"\r\n"
+        if not self._line_start:
+            out += b"\r\n"
+        return out + b".\r\n"

@@ -1,0 +1,371 @@
+# What can happen on an SMTP connection: one immutable class per command, the
+# reply, the message content, and the few things that are not commands.
+#
+# Events are frozen, slotted dataclasses compared by value. A user who builds
+# one gets it validated on the spot (LocalProtocolError names the bad field);
+# the parser, which has already checked the bytes, builds them through
+# ``_trusted`` and skips that work, which matters on the per-command path.
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias, TypeVar
+
+from ._address import Address
+from ._parameters import MailParams, RcptParams
+from ._util import LocalProtocolError
+
+__all__ = [
+    "Command",
+    "CommandError",
+    "ConnectionClosed",
+    "Data",
+    "Ehlo",
+    "Event",
+    "Expn",
+    "Helo",
+    "Help",
+    "Mail",
+    "MessageChunk",
+    "MessageEnd",
+    "MessageRefused",
+    "Noop",
+    "Quit",
+    "Rcpt",
+    "Reply",
+    "Rset",
+    "Vrfy",
+]
+
+_T = TypeVar("_T")
+
+# RFC 3463 section 2: class "." subject "." detail; the class is 2, 4 or 5.
+_ENHANCED = re.compile(r"([245])\.(?:0|[1-9]\d{0,2})\.(?:0|[1-9]\d{0,2})")
+# Characters that may never appear in text we put on a command or reply line.
+_FORBIDDEN_TEXT = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def _trusted(cls: type[_T], *values: Any) -> _T:
+    """Build an event from values the parser has already validated."""
+    obj = object.__new__(cls)
+    for name, value in zip(cls.__slots__, values, strict=False):  # type: ignore[attr-defined]
+        object.__setattr__(obj, name, value)
+    return obj
+
+
+def _check_text(owner: str, name: str, value: object, *, required: bool = False) -> None:
+    if not isinstance(value, str):
+        raise LocalProtocolError(f"{owner}.{name} must be a str, got {type(value).__name__}")
+    if required and not value:
+        raise LocalProtocolError(f"{owner}.{name} must not be empty")
+    match = _FORBIDDEN_TEXT.search(value)
+    if match:
+        raise LocalProtocolError(
+            f"{owner}.{name} must not contain control characters, got {match.group()!r} "
+            f"in {value!r}"
+        )
+
+
+def _split_enhanced(code: int, lines: tuple[str, ...]) -> tuple[tuple[str, ...], str | None]:
+    """Take the RFC 2034 enhanced status code off every line that carries it.
+
+    It is taken only when every line starts with the same code and its class
+    matches the reply's first digit, so that writing the reply back gives the
+    same bytes.
+    """
+    match = _ENHANCED.match(lines[0])
+    if match is None or int(match.group(1)) != code // 100:
+        return lines, None
+    enhanced = match.group()
+    size = len(enhanced)
+    stripped = []
+    for line in lines:
+        if not line.startswith(enhanced):
+            return lines, None
+        rest = line[size:]
+        if rest and rest[0] != " ":
+            return lines, None
+        stripped.append(rest[1:])
+    return tuple(stripped), enhanced
+
+
+@dataclass(frozen=True, slots=True, init=False, repr=False)
+class Reply:
+    """A server's reply (RFC 5321 section 4.2): a code and one or more lines.
+
+    ``Reply(250, "2.1.0 sender ok")`` and ``Reply(250, "sender ok",
+    enhanced="2.1.0")`` are the same reply: an RFC 3463 enhanced status code
+    at the start of every line is kept apart in ``enhanced``. Text may be a
+    str (``"\\n"`` separates lines) or a sequence of lines.
+
+    ``answers`` is set by ``ClientConnection`` on the replies it returns: the
+    command (or ``MessageEnd``) this reply answers, or None for the greeting
+    and for an unsolicited 421. It takes no part in comparisons.
+    """
+
+    code: int
+    lines: tuple[str, ...]
+    enhanced: str | None
+    answers: Command | MessageEnd | None = field(compare=False)
+
+    def __init__(
+        self, code: int, text: str | Sequence[str] = "", enhanced: str | None = None
+    ) -> None:
+        if not isinstance(code, int) or isinstance(code, bool):
+            raise LocalProtocolError(f"Reply.code must be an int, got {code!r}")
+        # RFC 5321 section 4.2: Reply-code = %x32-35 %x30-35 %x30-39
+        if not (200 <= code <= 559 and (code // 10) % 10 <= 5):
+            raise LocalProtocolError(f"Reply.code must be 200-559 per RFC 5321 4.2, got {code}")
+        lines = tuple(text.split("\n")) if isinstance(text, str) else tuple(text)
+        if not lines:
+            lines = ("",)
+        for line in lines:
+            _check_text("Reply", "text", line)
+        if enhanced is None:
+            lines, enhanced = _split_enhanced(code, lines)
+        elif not isinstance(enhanced, str) or not _ENHANCED.fullmatch(enhanced):
+            raise LocalProtocolError(
+                f"Reply.enhanced must be an RFC 3463 code like '2.1.0', got {enhanced!r}"
+            )
+        elif int(enhanced[0]) != code // 100:
+            raise LocalProtocolError(
+                f"Reply.enhanced class {enhanced[0]} does not match reply code {code}"
+            )
+        object.__setattr__(self, "code", code)
+        object.__setattr__(self, "lines", lines)
+        object.__setattr__(self, "enhanced", enhanced)
+        object.__setattr__(self, "answers", None)
+
+    @property
+    def text(self) -> str:
+        """The reply's lines joined with newlines, without codes."""
+        return "\n".join(self.lines)
+
+    @property
+    def is_positive(self) -> bool:
+        """2yz: the command was accepted."""
+        return self.code < 300
+
+    @property
+    def is_intermediate(self) -> bool:
+        """3yz: accepted, more is expected (354 after DATA)."""
+        return 300 <= self.code < 400
+
+    @property
+    def is_transient(self) -> bool:
+        """4yz: refused for now; the same command may succeed later."""
+        return 400 <= self.code < 500
+
+    @property
+    def is_permanent(self) -> bool:
+        """5yz: refused; repeating the same command will not help."""
+        return self.code >= 500
+
+    def __repr__(self) -> str:
+        text = self.lines[0] if len(self.lines) == 1 else self.lines
+        parts = [str(self.code), repr(text)]
+        if self.enhanced is not None:
+            parts.append(f"enhanced={self.enhanced!r}")
+        if self.answers is not None:
+            parts.append(f"answers={self.answers!r}")
+        return f"Reply({', '.join(parts)})"
+
+
+def _reply(code: int, lines: tuple[str, ...], answers: Command | MessageEnd | None) -> Reply:
+    """A Reply from parsed lines, skipping validation."""
+    lines, enhanced = _split_enhanced(code, lines)
+    return _trusted(Reply, code, lines, enhanced, answers)
+
+
+def _check_domain_argument(owner: str, domain: object) -> None:
+    _check_text(owner, "domain", domain, required=True)
+    assert isinstance(domain, str)
+    if " " in domain or "\t" in domain:
+        raise LocalProtocolError(f"{owner}.domain must be one word, got {domain!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Ehlo:
+    """EHLO: the client names itself and asks for the extensions (RFC 5321 4.1.1.1)."""
+
+    domain: str
+
+    def __post_init__(self) -> None:
+        _check_domain_argument("Ehlo", self.domain)
+
+
+@dataclass(frozen=True, slots=True)
+class Helo:
+    """HELO: the client names itself, no extensions (RFC 5321 4.1.1.1)."""
+
+    domain: str
+
+    def __post_init__(self) -> None:
+        _check_domain_argument("Helo", self.domain)
+
+
+_EMPTY_MAIL_PARAMS = MailParams()
+_EMPTY_RCPT_PARAMS = RcptParams()
+
+
+@dataclass(frozen=True, slots=True)
+class Mail:
+    """MAIL FROM: opens a transaction (RFC 5321 4.1.1.2). ``None`` is the null path ``<>``."""
+
+    reverse_path: Address | None
+    params: MailParams = _EMPTY_MAIL_PARAMS
+
+    def __post_init__(self) -> None:
+        if self.reverse_path is not None and not isinstance(self.reverse_path, Address):
+            raise LocalProtocolError(
+                f"Mail.reverse_path must be an Address or None, got {self.reverse_path!r}"
+            )
+        if self.reverse_path is not None and self.reverse_path.domain is None:
+            raise LocalProtocolError(
+                "Mail.reverse_path needs a domain: <Postmaster> alone is only a forward path"
+            )
+        if not isinstance(self.params, MailParams):
+            raise LocalProtocolError(f"Mail.params must be MailParams, got {self.params!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Rcpt:
+    """RCPT TO: names one recipient (RFC 5321 4.1.1.3)."""
+
+    forward_path: Address
+    params: RcptParams = _EMPTY_RCPT_PARAMS
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.forward_path, Address):
+            raise LocalProtocolError(
+                f"Rcpt.forward_path must be an Address, got {self.forward_path!r}"
+            )
+        if not isinstance(self.params, RcptParams):
+            raise LocalProtocolError(f"Rcpt.params must be RcptParams, got {self.params!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Data:
+    """DATA: asks to send the message content (RFC 5321 4.1.1.4)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rset:
+    """RSET: aborts the transaction (RFC 5321 4.1.1.5)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Vrfy:
+    """VRFY: asks whether a user or mailbox exists (RFC 5321 4.1.1.6)."""
+
+    text: str
+
+    def __post_init__(self) -> None:
+        _check_text("Vrfy", "text", self.text, required=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Expn:
+    """EXPN: asks to expand a mailing list (RFC 5321 4.1.1.7)."""
+
+    text: str
+
+    def __post_init__(self) -> None:
+        _check_text("Expn", "text", self.text, required=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Help:
+    """HELP, with an optional topic (RFC 5321 4.1.1.8)."""
+
+    topic: str = ""
+
+    def __post_init__(self) -> None:
+        _check_text("Help", "topic", self.topic)
+
+
+@dataclass(frozen=True, slots=True)
+class Noop:
+    """NOOP, with an optional argument that is ignored (RFC 5321 4.1.1.9)."""
+
+    text: str = ""
+
+    def __post_init__(self) -> None:
+        _check_text("Noop", "text", self.text)
+
+
+@dataclass(frozen=True, slots=True)
+class Quit:
+    """QUIT: the client is done (RFC 5321 4.1.1.10)."""
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class MessageChunk:
+    """A piece of the message content, as it arrives or is sent.
+
+    A server hands these out already un-dot-stuffed; a client passes plain
+    content and the engine dot-stuffs it. Chunk boundaries carry no meaning.
+    """
+
+    data: bytes
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.data, bytes):
+            if isinstance(self.data, (bytearray, memoryview)):
+                object.__setattr__(self, "data", bytes(self.data))
+            else:
+                raise LocalProtocolError(
+                    f"MessageChunk.data must be bytes, got {type(self.data).__name__}"
+                )
+
+    def __repr__(self) -> str:
+        if len(self.data) > 60:
+            return f"MessageChunk({self.data[:48]!r}... {len(self.data)} bytes)"
+        return f"MessageChunk({self.data!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class MessageEnd:
+    """The end of the message content (CRLF.CRLF on the wire)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRefused:
+    """The message ended but broke a rule while it arrived.
+
+    The rule is one of the server's limits or policies: a line longer than the
+    text-line limit, content larger than the size limit, a bare CR or LF under
+    the ``reject`` policy. Everything after the fault was read and discarded,
+    and ``reply`` is the refusal the RFC suggests; the application sends it (or
+    another 4xx/5xx reply) and must not deliver the chunks it has seen.
+    """
+
+    reply: Reply
+
+
+@dataclass(frozen=True, slots=True)
+class CommandError:
+    """A line the server must refuse: bad syntax, out of sequence, too long, ...
+
+    ``line`` is the offending line without its line ending (cut to the line
+    limit when it was too long) and ``reply`` the reply the RFC suggests. The
+    application sends it, or another 4xx/5xx reply; the state does not move.
+    """
+
+    line: bytes
+    reply: Reply
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionClosed:
+    """The peer closed the connection, or the protocol ended it."""
+
+
+Command: TypeAlias = Ehlo | Helo | Mail | Rcpt | Data | Rset | Vrfy | Expn | Help | Noop | Quit
+"""Every command event (the things a client sends and a server receives)."""
+
+Event: TypeAlias = (
+    Command | Reply | MessageChunk | MessageEnd | MessageRefused | CommandError | ConnectionClosed
+)
+"""Every event either connection hands out or takes."""

@@ -1,0 +1,143 @@
+# The service extensions of an EHLO reply (RFC 5321 4.1.1.1), typed.
+#
+# Both engines derive what is in force from the same 250 reply to EHLO: the
+# server from the reply its application sent, the client from the reply it
+# received. That keeps the two sides in agreement even when the application
+# writes its own EHLO reply instead of the one built from the config.
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from ._util import LocalProtocolError
+
+__all__ = ["Extensions"]
+
+# RFC 5321 4.1.1.1: ehlo-keyword = (ALPHA / DIGIT) *(ALPHA / DIGIT / "-")
+_KEYWORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")
+
+
+@dataclass(frozen=True, slots=True)
+class Extensions:
+    """The extensions a server advertised, keyword by keyword, in order.
+
+    ``keywords`` holds (KEYWORD, parameters) pairs, keywords upper-cased;
+    unknown keywords are kept. The properties read the ones the engine knows.
+    """
+
+    keywords: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def __post_init__(self) -> None:
+        for keyword, params in self.keywords:
+            if not isinstance(keyword, str) or not _KEYWORD.fullmatch(keyword):
+                raise LocalProtocolError(f"not an EHLO keyword: {keyword!r}")
+            if keyword != keyword.upper():
+                raise LocalProtocolError(f"EHLO keywords are stored upper-case, got {keyword!r}")
+            for param in params:
+                if not param or any(c in param for c in " \t\r\n\0"):
+                    raise LocalProtocolError(f"bad parameter {param!r} for {keyword}")
+
+    @classmethod
+    def from_lines(cls, lines: Iterable[str]) -> Extensions:
+        """Parse the lines of a 250 reply to EHLO that follow the first one.
+
+        Lines that are not ``keyword *(SP param)`` are skipped. The obsolete
+        ``AUTH=LOGIN PLAIN`` form that old servers send is read as AUTH.
+        """
+        found: dict[str, tuple[str, ...]] = {}
+        for line in lines:
+            words = line.split()
+            if not words:
+                continue
+            keyword = words[0].upper()
+            params = tuple(words[1:])
+            if keyword.startswith("AUTH="):
+                params = (keyword[5:], *params) if len(keyword) > 5 else params
+                keyword = "AUTH"
+                if "AUTH" in found:
+                    continue
+            if not _KEYWORD.fullmatch(keyword) or keyword in found:
+                continue
+            found[keyword] = params
+        return cls(tuple(found.items()))
+
+    def lines(self) -> tuple[str, ...]:
+        """The EHLO reply lines that advertise these extensions."""
+        return tuple(" ".join((keyword, *params)) for keyword, params in self.keywords)
+
+    def __contains__(self, keyword: object) -> bool:
+        return isinstance(keyword, str) and any(k == keyword.upper() for k, _ in self.keywords)
+
+    def params(self, keyword: str) -> tuple[str, ...] | None:
+        """The parameters of ``keyword``, or None when it was not advertised."""
+        keyword = keyword.upper()
+        for k, params in self.keywords:
+            if k == keyword:
+                return params
+        return None
+
+    @property
+    def pipelining(self) -> bool:
+        """PIPELINING (RFC 2920)."""
+        return "PIPELINING" in self
+
+    @property
+    def eightbitmime(self) -> bool:
+        """8BITMIME (RFC 6152)."""
+        return "8BITMIME" in self
+
+    @property
+    def smtputf8(self) -> bool:
+        """SMTPUTF8 (RFC 6531)."""
+        return "SMTPUTF8" in self
+
+    @property
+    def chunking(self) -> bool:
+        """CHUNKING, the BDAT command (RFC 3030)."""
+        return "CHUNKING" in self
+
+    @property
+    def binarymime(self) -> bool:
+        """BINARYMIME (RFC 3030)."""
+        return "BINARYMIME" in self
+
+    @property
+    def dsn(self) -> bool:
+        """DSN (RFC 3461)."""
+        return "DSN" in self
+
+    @property
+    def starttls(self) -> bool:
+        """STARTTLS (RFC 3207)."""
+        return "STARTTLS" in self
+
+    @property
+    def enhanced_status_codes(self) -> bool:
+        """ENHANCEDSTATUSCODES (RFC 2034)."""
+        return "ENHANCEDSTATUSCODES" in self
+
+    @property
+    def requiretls(self) -> bool:
+        """REQUIRETLS (RFC 8689)."""
+        return "REQUIRETLS" in self
+
+    @property
+    def size(self) -> bool:
+        """SIZE was advertised, with or without a limit (RFC 1870)."""
+        return "SIZE" in self
+
+    @property
+    def max_size(self) -> int | None:
+        """SIZE's fixed maximum in octets; None when there is none (RFC 1870
+        section 4: no value, or 0, means no fixed maximum)."""
+        params = self.params("SIZE")
+        if not params or not params[0].isdigit() or not params[0].isascii():
+            return None
+        value = int(params[0])
+        return value or None
+
+    @property
+    def auth_mechanisms(self) -> tuple[str, ...]:
+        """The SASL mechanisms AUTH offers (RFC 4954), upper-cased."""
+        return tuple(p.upper() for p in self.params("AUTH") or ())

@@ -1,0 +1,105 @@
+# Line extraction in linear time and bounded memory.
+#
+# Bytes are appended to one bytearray and consumed from the front by moving a
+# start offset; the consumed prefix is dropped only when it is most of the
+# buffer, so a burst of pipelined commands costs O(n), not O(n^2). A search
+# for LF resumes where the previous one stopped, so each byte is scanned once
+# however the input was split. A line longer than the limit is not kept: its
+# first ``limit`` octets are remembered, the rest is dropped as it arrives,
+# and the caller hears about it once its LF has come, so the verdict is the
+# same whether the line came in one read or one byte at a time.
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Line", "ReceiveBuffer", "TooLong"]
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """A complete line without its ending; ``crlf`` is False for a bare LF."""
+
+    data: bytes
+    crlf: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TooLong:
+    """A line that exceeded the limit; ``head`` is its first ``limit`` octets."""
+
+    head: bytes
+
+
+class ReceiveBuffer:
+    __slots__ = ("_data", "_discarding", "_scanned", "_start")
+
+    def __init__(self) -> None:
+        self._data = bytearray()
+        self._start = 0
+        self._scanned = 0  # offset below which no LF lies (from _start)
+        self._discarding: bytes | None = None  # head of an over-long line
+
+    def __len__(self) -> int:
+        return len(self._data) - self._start
+
+    def __bool__(self) -> bool:
+        return len(self._data) > self._start
+
+    def feed(self, data: bytes) -> None:
+        if self._start and self._start * 2 >= len(self._data):
+            del self._data[: self._start]
+            self._start = 0
+        self._data += data
+
+    def take_line(self, limit: int) -> Line | TooLong | None:
+        """The next line if one is complete, else None.
+
+        ``limit`` counts the line with its ending, as RFC 5321 4.5.3.1 does.
+        """
+        data = self._data
+        start = self._start
+        index = data.find(b"\n", start + self._scanned)
+        if index < 0:
+            if self._discarding is not None:
+                self._start = len(data)
+                self._scanned = 0
+            elif len(data) - start > limit:
+                self._discarding = bytes(data[start : start + limit])
+                self._start = len(data)
+                self._scanned = 0
+            else:
+                self._scanned = len(data) - start
+            return None
+        self._start = index + 1
+        self._scanned = 0
+        if self._discarding is not None:
+            head, self._discarding = self._discarding, None
+            return TooLong(head)
+        if index + 1 - start > limit:
+            return TooLong(bytes(data[start : start + limit]))
+        if index > start and data[index - 1] == 13:
+            return Line(bytes(data[start : index - 1]), True)
+        return Line(bytes(data[start:index]), False)
+
+    def take(self, size: int) -> bytes:
+        """Up to ``size`` octets from the front."""
+        start = self._start
+        chunk = bytes(self._data[start : start + size])
+        self._start = start + len(chunk)
+        self._scanned = 0
+        return chunk
+
+    def take_all(self) -> bytes:
+        chunk = bytes(self._data[self._start :])
+        self._data = bytearray()
+        self._start = 0
+        self._scanned = 0
+        return chunk
+
+    def prepend(self, data: bytes) -> None:
+        """Put bytes back at the front (the content reader hands back what
+        follows the end of a message)."""
+        self._data[: self._start] = b""
+        self._data[:0] = data
+        self._start = 0
+        self._scanned = 0

@@ -1,0 +1,224 @@
+"""Message content: un-stuffing, the end of data, bare line endings, limits.
+
+RFC 5321 4.1.1.4 (end of data), 4.5.2 (transparency), 4.5.3.1.6 (text line),
+RFC 1870 (SIZE); the SMTP smuggling research (bare LF/CR end-of-data variants).
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from smtp_core import (
+    BareLinePolicy,
+    ClientConfig,
+    LocalProtocolError,
+    MessageChunk,
+    MessageEnd,
+    MessageRefused,
+    ServerConfig,
+)
+from smtp_core._content import ContentReader, ContentWriter
+
+
+def read_all(data: bytes, *, pieces: int | None = None, **options: object):
+    """Run bytes through a ContentReader; returns (content, final, leftover)."""
+    reader = ContentReader(
+        options.get("max_line", 1000),  # type: ignore[arg-type]
+        options.get("max_size"),  # type: ignore[arg-type]
+        options.get("policy", BareLinePolicy.REJECT),  # type: ignore[arg-type]
+    )
+    content = b""
+    step = pieces or len(data) or 1
+    for start in range(0, len(data), step):
+        reader.feed(data[start : start + step])
+        out = reader.read()
+        if out:
+            content += out
+        if reader.final is not None:
+            break
+    return content, reader.final, reader.leftover
+
+
+def test_end_of_data_is_crlf_dot_crlf_and_last_crlf_belongs_to_content():
+    """RFC 5321 4.1.1.4: the first CRLF of CRLF.CRLF ends the last line."""
+    content, final, leftover = read_all(b"Subject: x\r\n\r\nbody\r\n.\r\nQUIT\r\n")
+    assert content == b"Subject: x\r\n\r\nbody\r\n"
+    assert final == MessageEnd()
+    assert leftover == b"QUIT\r\n"
+
+
+def test_empty_message_ends_at_once():
+    """RFC 5321 4.1.1.4: a lone dot right after the 354 is an empty message."""
+    content, final, leftover = read_all(b".\r\nRSET\r\n")
+    assert (content, final, leftover) == (b"", MessageEnd(), b"RSET\r\n")
+
+
+def test_leading_dots_are_removed():
+    """RFC 5321 4.5.2: a line's first dot is deleted when more follows."""
+    content, final, _ = read_all(b"..\r\n..x\r\n.y\r\nz.\r\n...\r\n.\r\n")
+    assert content == b".\r\n.x\r\ny\r\nz.\r\n..\r\n"
+    assert final == MessageEnd()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"a\n.\nb",  # bare LF . bare LF
+        b"a\r.\rb",  # bare CR . bare CR
+        b"a\n.\r\nb",  # bare LF . CRLF
+        b"a\r\n.\nb",  # CRLF . bare LF
+        b"a\r.\r\nb",  # bare CR . CRLF
+        b"a\r\n.\rb",  # CRLF . bare CR
+        b"a\r\r\n.\r\r\nb",  # CR CRLF . CR CRLF
+        b"a\r\n\x00.\r\nb",  # NUL before the dot
+        b"a\r\n.\x00\r\nb",  # NUL after the dot
+        b"a\r\n .\r\nb",  # space before the dot
+    ],
+)
+@pytest.mark.parametrize("policy", list(BareLinePolicy))
+def test_smuggling_variants_never_end_the_message(body: bytes, policy: BareLinePolicy):
+    """SMTP smuggling (SEC Consult, 2023; CVE-2023-51764/51765/51766): only
+    CRLF.CRLF ends the content, under every bare line ending policy."""
+    data = b"x\r\n" + body + b"\r\n.\r\nAFTER\r\n"
+    for pieces in (None, 1, 2, 3):
+        content, final, leftover = read_all(data, pieces=pieces, policy=policy)
+        assert final is not None
+        # The end found is the real one, so what follows it is AFTER...
+        assert b"AFTER\r\n".startswith(leftover)
+        if pieces is None:
+            assert leftover == b"AFTER\r\n"
+        if policy is BareLinePolicy.ALLOW:
+            assert final == MessageEnd()
+            # A dot after a real CRLF is transparency and is removed (4.5.2).
+            assert content == (b"x\r\n" + body + b"\r\n").replace(b"\r\n.", b"\r\n")
+
+
+def test_bare_lf_is_refused_by_default_after_the_real_end():
+    """Postfix's default: a bare LF in content is refused with 550 5.5.2, and
+    only once the real CRLF.CRLF has come."""
+    _content, final, leftover = read_all(b"a\nb\r\n.\r\nNOOP\r\n")
+    assert isinstance(final, MessageRefused)
+    assert final.reply.code == 550 and final.reply.enhanced == "5.5.2"
+    assert leftover == b"NOOP\r\n"
+
+
+def test_bare_line_endings_normalize_to_crlf():
+    content, final, _ = read_all(b"a\nb\rc\r\n.\r\n", policy=BareLinePolicy.NORMALIZE)
+    assert content == b"a\r\nb\r\nc\r\n"
+    assert final == MessageEnd()
+
+
+def test_line_longer_than_limit_is_refused_with_552_and_rest_discarded():
+    """RFC 5321 4.5.3.1.6: 1000 octets with the CRLF; the rest is read."""
+    ok = b"x" * 998 + b"\r\n"
+    content, final, _ = read_all(ok + b".\r\n")
+    assert final == MessageEnd() and content == ok
+    for pieces in (None, 1, 7, 999):
+        bad = b"y\r\n" + b"x" * 999 + b"\r\n" + b"z" * 5000 + b"\r\n.\r\nQUIT\r\n"
+        content, final, leftover = read_all(bad, pieces=pieces)
+        assert isinstance(final, MessageRefused)
+        assert final.reply.code == 552
+        if pieces is None:
+            assert leftover == b"QUIT\r\n"
+
+
+def test_stuffed_dot_does_not_count_toward_line_length():
+    """RFC 5321 4.5.3.1.6: the transparency dot is not counted."""
+    line = b"." + b"x" * 997 + b"\r\n"
+    content, final, _ = read_all(b"." + line + b".\r\n")
+    assert final == MessageEnd() and content == line
+
+
+def test_size_limit_refuses_with_552_534():
+    """RFC 1870 section 6.3: content over the limit gets 552 (5.3.4, RFC 3463)."""
+    _content, final, leftover = read_all(
+        b"a" * 50 + b"\r\n" + b"b" * 60 + b"\r\n.\r\nX", max_size=100
+    )
+    assert isinstance(final, MessageRefused)
+    assert (final.reply.code, final.reply.enhanced) == (552, "5.3.4")
+    assert leftover == b"X"
+
+
+def test_flood_without_end_costs_bounded_memory():
+    """A peer sending content with no end keeps at most four octets held."""
+    reader = ContentReader(None, None, BareLinePolicy.ALLOW)
+    total = 0
+    for _ in range(200):
+        reader.feed(b"z" * 65536 + b"\r\n.\r")
+        total += len(reader.read() or b"")
+        assert len(reader._held) <= 4
+    assert reader.final is None
+    # Every "\r\n.z" but the last lost its transparency dot; "\r\n.\r" is held.
+    assert total == 200 * 65540 - 199 - 4
+
+
+@given(st.binary(max_size=300), st.integers(1, 50))
+def test_reader_is_split_invariant(body: bytes, piece: int):
+    data = body + b"\r\n.\r\nTAIL"
+    whole = read_all(data, policy=BareLinePolicy.ALLOW)
+    split = read_all(data, pieces=piece, policy=BareLinePolicy.ALLOW)
+    assert whole[0] == split[0]
+    assert whole[1] == split[1]
+
+
+def write_all(chunks: list[bytes], policy: BareLinePolicy = BareLinePolicy.NORMALIZE) -> bytes:
+    writer = ContentWriter(policy)
+    return b"".join(writer.write(c) for c in chunks) + writer.end()
+
+
+def test_writer_stuffs_dots_and_terminates():
+    """RFC 5321 4.5.2: the client doubles a leading dot."""
+    assert write_all([b".a\r\n.\r\n"]) == b"..a\r\n..\r\n.\r\n"
+    assert write_all([b""]) == b".\r\n"
+    assert write_all([b"no final newline"]) == b"no final newline\r\n.\r\n"
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [
+        [b"a\r", b"\n.b\r\n"],  # chunk ends between CR and LF, dot after
+        [b"a\r\n", b".b\r\n"],  # chunk ends just before a dot
+        [b"a\r\n.", b"b\r\n"],  # chunk ends on the dot
+        [b"a", b"\r", b"\n", b".", b"\r", b"\n"],
+    ],
+)
+def test_writer_stuffing_across_chunk_boundaries(chunks: list[bytes]):
+    whole = write_all([b"".join(chunks)])
+    assert write_all(chunks) == whole
+
+
+def test_writer_normalizes_bare_line_endings_by_default():
+    assert write_all([b"a\nb\r", b"c\n"]) == b"a\r\nb\r\nc\r\n.\r\n"
+    assert write_all([b"a\r"]) == b"a\r\n.\r\n"
+
+
+def test_writer_reject_policy_raises_without_changing_state():
+    writer = ContentWriter(BareLinePolicy.REJECT)
+    assert writer.write(b"ok\r\n") == b"ok\r\n"
+    with pytest.raises(LocalProtocolError, match="bare CR or LF"):
+        writer.write(b"bad\nline")
+    assert writer.write(b".x\r\n") == b"..x\r\n"
+    assert writer.end() == b".\r\n"
+
+
+def test_configs_refuse_allow_on_client():
+    with pytest.raises(LocalProtocolError):
+        ClientConfig(bare_line_ending=BareLinePolicy.ALLOW)
+    assert ServerConfig(bare_line_ending=BareLinePolicy.ALLOW)
+
+
+@given(st.lists(st.binary(max_size=40), max_size=8))
+def test_writer_then_reader_gives_back_normalized_content(chunks: list[bytes]):
+    """Stuffing then un-stuffing is the identity on CRLF-normalised content."""
+    wire = write_all(chunks)
+    content, final, leftover = read_all(wire, policy=BareLinePolicy.REJECT, max_line=None)
+    body = b"".join(chunks)
+    expected = body.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
+    if expected and not expected.endswith(b"\r\n"):
+        expected += b"\r\n"
+    assert final == MessageEnd()
+    assert content == expected
+    assert leftover == b""
+    assert MessageChunk(content).data == content
