@@ -317,13 +317,13 @@ class ClientConnection(_Connection):
         config = self.config
         while True:
             item = self._buffer.take_line(config.max_reply_line)
+            if isinstance(item, TooLong) or self._buffer.overflowing:
+                # No reply can mend this, so say so now rather than at the LF.
+                self._fail(
+                    f"reply line longer than {config.max_reply_line} octets (RFC 5321 4.5.3.1.5)"
+                )
             if item is None:
                 return self._closed() if self._peer_closed else NEED_DATA
-            if isinstance(item, TooLong):
-                self._fail(
-                    f"reply line longer than {config.max_reply_line} octets "
-                    f"(RFC 5321 4.5.3.1.5): {item.head[:80]!r}..."
-                )
             try:
                 code, last, text = parse_reply_line(item, config.strict)
             except RemoteProtocolError as error:

@@ -273,9 +273,9 @@ def parse_mail_params(text: str) -> MailParams:
                 raise _refuse(f"expected SIZE=1 to 20 digits, got SIZE={value}")
             size = int(value)
         elif keyword == "BODY":
-            body = _enum_value(Body, keyword, value)
+            body = _enum_value(_BODY_BY_NAME, keyword, value)
         elif keyword == "RET":
-            ret = _enum_value(Ret, keyword, value)
+            ret = _enum_value(_RET_BY_NAME, keyword, value)
         else:  # ENVID
             if len(value) > _MAX_ENVID:
                 raise _refuse(
@@ -292,15 +292,12 @@ def parse_mail_params(text: str) -> MailParams:
     ):
         return _NO_MAIL_PARAMS
     params = object.__new__(MailParams)
-    for name, field_value in (
-        ("size", size),
-        ("body", body),
-        ("smtputf8", smtputf8),
-        ("ret", ret),
-        ("envid", envid),
-        ("extra", tuple(extra)),
-    ):
-        object.__setattr__(params, name, field_value)
+    object.__setattr__(params, "size", size)
+    object.__setattr__(params, "body", body)
+    object.__setattr__(params, "smtputf8", smtputf8)
+    object.__setattr__(params, "ret", ret)
+    object.__setattr__(params, "envid", envid)
+    object.__setattr__(params, "extra", tuple(extra))
     return params
 
 
@@ -424,13 +421,12 @@ def _split(text: str) -> list[tuple[str, str | None]]:
     return params
 
 
-def _enum_value(kind: type[_E], keyword: str, value: str) -> _E:
+def _enum_value(members: dict[str, _E], keyword: str, value: str) -> _E:
     # isascii first: U+017F (long s) upper-cases to "S" and must not make a value valid.
-    if value.isascii():
-        for member in kind:
-            if member.value == value.upper():
-                return member
-    choices = ", ".join(member.value for member in kind)
+    member = members.get(value.upper()) if value.isascii() else None
+    if member is not None:
+        return member
+    choices = ", ".join(members)
     raise _refuse(f"expected {keyword} to be one of {choices}, got {keyword}={value}")
 
 
@@ -531,6 +527,8 @@ def _refuse(message: str) -> ParameterError:
     return ParameterError(501, "5.5.4", message)
 
 
+_BODY_BY_NAME = {item.value: item for item in Body}
+_RET_BY_NAME = {item.value: item for item in Ret}
 _NOTIFY_BY_NAME = {item.value: item for item in Notify}
 # Built last: __post_init__ needs the helpers above.
 _NO_MAIL_PARAMS = MailParams()

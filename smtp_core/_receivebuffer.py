@@ -45,6 +45,11 @@ class ReceiveBuffer:
     def __bool__(self) -> bool:
         return len(self._data) > self._start
 
+    @property
+    def overflowing(self) -> bool:
+        """True while the bytes of an over-long line are being dropped."""
+        return self._discarding is not None
+
     def feed(self, data: bytes) -> None:
         if self._start and self._start * 2 >= len(self._data):
             del self._data[: self._start]

@@ -1,0 +1,609 @@
+"""ServerConnection: command parsing, sequence, parameters and limits.
+
+Each test names the RFC rule it defends.
+"""
+
+from __future__ import annotations
+
+import pytest
+from helpers import drain
+
+from smtp_core import (
+    NEED_DATA,
+    PAUSED,
+    Address,
+    Body,
+    CommandError,
+    ConnectionClosed,
+    Data,
+    Ehlo,
+    Expn,
+    Helo,
+    Help,
+    LocalProtocolError,
+    Mail,
+    MailParams,
+    MessageChunk,
+    MessageEnd,
+    MessageRefused,
+    Noop,
+    Quit,
+    Rcpt,
+    Reply,
+    Rset,
+    ServerConfig,
+    ServerConnection,
+    State,
+    Vrfy,
+)
+
+
+def greeted(config: ServerConfig | None = None, *, hello: str | None = "EHLO c.example"):
+    server = ServerConnection(config)
+    assert server.next_event() is PAUSED  # the greeting is owed first
+    server.send(server.greeting())
+    if hello is not None:
+        server.receive_data(hello.encode() + b"\r\n")
+        event = server.next_event()
+        assert isinstance(event, (Ehlo, Helo))
+        server.send(server.ehlo_reply())
+    return server
+
+
+def one(server: ServerConnection, line: bytes):
+    """Feed one line; return the single event it gives."""
+    server.receive_data(line)
+    event = server.next_event()
+    assert event is not NEED_DATA and event is not PAUSED, event
+    return event
+
+
+def refused(server: ServerConnection, line: bytes) -> Reply:
+    event = one(server, line)
+    assert isinstance(event, CommandError), event
+    assert event.line == line.rstrip(b"\r\n")
+    server.send(event.reply)
+    return event.reply
+
+
+def accept(server: ServerConnection, line: bytes, reply: Reply | None = None):
+    event = one(server, line)
+    assert not isinstance(event, CommandError), event
+    server.send(reply or Reply(250, "ok"))
+    return event
+
+
+def in_transaction(config: ServerConfig | None = None) -> ServerConnection:
+    server = greeted(config)
+    accept(server, b"MAIL FROM:<a@example.com>\r\n")
+    accept(server, b"RCPT TO:<b@example.com>\r\n")
+    return server
+
+
+def test_greeting_is_owed_before_anything_is_read():
+    """RFC 5321 3.1: the server speaks first; the client waits for it."""
+    server = ServerConnection()
+    server.receive_data(b"EHLO early\r\n")
+    assert server.next_event() is PAUSED
+    assert server.send(server.greeting()) == b"220 localhost ESMTP\r\n"
+    assert server.next_event() == Ehlo("early")
+
+
+def test_554_greeting_allows_only_quit():
+    """RFC 5321 3.1: after a 554 greeting the server answers 503 until QUIT."""
+    server = ServerConnection()
+    server.send(Reply(554, "no service here"))
+    assert server.state is State.REFUSED
+    assert refused(server, b"EHLO x\r\n").code == 503
+    assert refused(server, b"MAIL FROM:<a@b.c>\r\n").code == 503
+    assert one(server, b"QUIT\r\n") == Quit()
+    server.send(Reply(221, "bye"))
+    assert server.state is State.CLOSED
+
+
+def test_ehlo_reply_is_built_from_the_config():
+    """RFC 5321 4.1.1.1 and 2.2.2: the EHLO reply lists the extensions."""
+    server = ServerConnection(ServerConfig(hostname="mx.example", max_message_size=1000, dsn=True))
+    server.send(server.greeting())
+    server.receive_data(b"EHLO client.example\r\n")
+    assert server.next_event() == Ehlo("client.example")
+    data = server.send(server.ehlo_reply())
+    assert data == (
+        b"250-mx.example greets client.example\r\n250-PIPELINING\r\n250-SIZE 1000\r\n"
+        b"250-8BITMIME\r\n250-SMTPUTF8\r\n250-DSN\r\n250 ENHANCEDSTATUSCODES\r\n"
+    )
+    assert server.extensions is not None and server.extensions.max_size == 1000
+    assert server.state is State.GREETED
+
+
+def test_what_is_in_force_comes_from_the_reply_actually_sent():
+    """RFC 5321 4.1.1.1: the EHLO reply defines the extensions, so an
+    application that sends its own reply gets exactly what it advertised."""
+    server = greeted(hello=None)
+    one(server, b"EHLO x.example\r\n")
+    server.send(Reply(250, ["mx", "PIPELINING"]))
+    assert server.extensions is not None and not server.extensions.size
+    assert refused(server, b"MAIL FROM:<a@b.c> SIZE=10\r\n").code == 555
+    # No ENHANCEDSTATUSCODES advertised: no code is added.
+    event = one(server, b"NOOP\r\n")
+    assert event == Noop()
+    assert server.send(Reply(250, "ok")) == b"250 ok\r\n"
+
+
+def test_helo_gives_no_extensions():
+    """RFC 5321 4.1.1.1: HELO means no service extensions."""
+    server = greeted(hello="HELO old.example")
+    assert server.extensions is not None and not server.extensions.keywords
+    assert refused(server, b"MAIL FROM:<a@b.c> BODY=8BITMIME\r\n").code == 555
+    event = one(server, b"NOOP\r\n")
+    assert event == Noop()
+    assert server.send(Reply(250, "ok")) == b"250 ok\r\n"  # no enhanced code after HELO
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        (b"MAIL FROM:<a@b.c>\r\n", 503),
+        (b"RCPT TO:<a@b.c>\r\n", 503),
+        (b"DATA\r\n", 503),
+    ],
+)
+def test_mail_rcpt_data_need_hello_first(line: bytes, expected: int):
+    """RFC 5321 4.1.4: a session with transactions starts with EHLO/HELO."""
+    server = greeted(hello=None)
+    reply = refused(server, line)
+    assert reply.code == expected and reply.enhanced == "5.5.1"
+    assert server.state is State.READY
+
+
+def test_commands_out_of_sequence_get_503():
+    """RFC 5321 4.1.4 and 3.3: RCPT needs MAIL; MAIL cannot nest."""
+    server = greeted()
+    assert refused(server, b"RCPT TO:<a@b.c>\r\n").code == 503
+    assert refused(server, b"DATA\r\n").code == 503
+    accept(server, b"MAIL FROM:<a@b.c>\r\n")
+    assert refused(server, b"MAIL FROM:<x@b.c>\r\n").code == 503
+
+
+def test_data_without_accepted_recipients_gets_554():
+    """RFC 5321 3.3: DATA with no valid recipient gets 554 (or 503)."""
+    server = greeted()
+    accept(server, b"MAIL FROM:<a@b.c>\r\n")
+    one(server, b"RCPT TO:<x@b.c>\r\n")
+    server.send(Reply(550, "no such user"))
+    reply = refused(server, b"DATA\r\n")
+    assert (reply.code, reply.enhanced) == (554, "5.5.1")
+
+
+def test_state_moves_on_the_reply_not_the_command():
+    """RFC 5321 4.1.4 / RFC 2920 section 3: MAIL answered 550 opens nothing."""
+    server = greeted()
+    one(server, b"MAIL FROM:<a@b.c>\r\n")
+    assert server.state is State.GREETED
+    server.send(Reply(550, "go away"))
+    assert server.state is State.GREETED
+    assert refused(server, b"RCPT TO:<a@b.c>\r\n").code == 503
+    accept(server, b"MAIL FROM:<a@b.c>\r\n")
+    assert server.state is State.IN_TRANSACTION
+
+
+def test_second_ehlo_resets_the_transaction():
+    """RFC 5321 4.1.4: EHLO in a transaction clears it as RSET would."""
+    server = in_transaction()
+    accept(server, b"EHLO again.example\r\n")
+    assert server.state is State.GREETED and server.transaction is None
+    assert refused(server, b"RCPT TO:<a@b.c>\r\n").code == 503
+
+
+def test_rset_clears_the_transaction():
+    """RFC 5321 4.1.1.5."""
+    server = in_transaction()
+    assert one(server, b"RSET\r\n") == Rset()
+    server.send(Reply(250, "reset"))
+    assert server.state is State.GREETED and server.recipients == 0
+
+
+def test_a_reply_must_fit_the_command():
+    """RFC 5321 4.3.2: DATA is answered 354 or an error; MAIL never 354."""
+    server = greeted()
+    one(server, b"MAIL FROM:<a@b.c>\r\n")
+    with pytest.raises(LocalProtocolError, match="354"):
+        server.send(Reply(354, "go on"))
+    server.send(Reply(250, "ok"))
+    accept(server, b"RCPT TO:<x@b.c>\r\n")
+    one(server, b"DATA\r\n")
+    with pytest.raises(LocalProtocolError, match="DATA must be answered 3yz"):
+        server.send(Reply(250, "ok"))
+    assert server.state is State.HAS_RECIPIENTS  # unchanged by the refused send
+    server.send(Reply(354, "go ahead"))
+    assert server.state is State.IN_MESSAGE
+
+
+def test_a_refused_command_cannot_be_accepted():
+    server = greeted()
+    event = one(server, b"BOGUS\r\n")
+    assert isinstance(event, CommandError)
+    with pytest.raises(LocalProtocolError, match="4yz or 5yz"):
+        server.send(Reply(250, "sure"))
+    server.send(Reply(502, "nope"))
+
+
+def test_reply_without_a_command_is_refused_but_421_is_always_allowed():
+    """RFC 5321 3.8: 421 may be sent at any time, and closes."""
+    server = greeted()
+    with pytest.raises(LocalProtocolError, match="no command awaits"):
+        server.send(Reply(250, "unasked"))
+    assert server.send(Reply(421, "shutting down")) == b"421 4.0.0 shutting down\r\n"
+    assert server.state is State.CLOSED
+    assert server.next_event() == ConnectionClosed()
+    with pytest.raises(LocalProtocolError, match="closed"):
+        server.send(Reply(250, "x"))
+
+
+def test_quit_must_be_answered_221_and_closes():
+    """RFC 5321 4.1.1.10."""
+    server = greeted()
+    assert one(server, b"quit\r\n") == Quit()
+    with pytest.raises(LocalProtocolError, match="221"):
+        server.send(Reply(250, "bye"))
+    assert server.send(Reply(221, "bye")) == b"221 2.0.0 bye\r\n"
+    assert server.state is State.CLOSED
+
+
+def test_enhanced_codes_are_added_after_ehlo_with_command_specific_subjects():
+    """RFC 2034 section 3 and RFC 3463 3.2 (X.1.0 sender, X.1.5 recipient)."""
+    server = greeted()
+    one(server, b"MAIL FROM:<a@b.c>\r\n")
+    assert server.send(Reply(250, "ok")) == b"250 2.1.0 ok\r\n"
+    one(server, b"RCPT TO:<x@b.c>\r\n")
+    assert server.send(Reply(550, "no")) == b"550 5.0.0 no\r\n"
+    one(server, b"RCPT TO:<y@b.c>\r\n")
+    assert server.send(Reply(250, "2.1.5 fine")) == b"250 2.1.5 fine\r\n"
+    one(server, b"DATA\r\n")
+    assert server.send(Reply(354, "go")) == b"354 go\r\n"  # 3yz carries none
+
+
+@pytest.mark.parametrize(
+    ("line", "event"),
+    [
+        (b"EHLO [192.0.2.1]\r\n", Ehlo("[192.0.2.1]")),
+        (b"helo x.example\r\n", Helo("x.example")),
+        (b"NOOP\r\n", Noop()),
+        (b"NOOP anything at all\r\n", Noop("anything at all")),
+        (b"HELP\r\n", Help()),
+        (b"HELP MAIL\r\n", Help("MAIL")),
+        (b"VRFY postmaster\r\n", Vrfy("postmaster")),
+        (b"EXPN staff\r\n", Expn("staff")),
+        (b"Rset\r\n", Rset()),
+        (b"QUIT\r\n", Quit()),
+    ],
+)
+def test_commands_parse_into_typed_events(line: bytes, event: object):
+    """RFC 5321 4.1.1: verbs are case-insensitive; each command has its event."""
+    server = greeted()
+    assert one(server, line) == event
+
+
+def test_mail_and_rcpt_parse_addresses_and_parameters():
+    """RFC 5321 4.1.2, RFC 1870, RFC 6152."""
+    server = greeted()
+    event = one(server, b'MAIL FROM:<"john doe"@example.com> SIZE=1200 BODY=8bitmime\r\n')
+    assert event == Mail(
+        Address("john doe", "example.com"), MailParams(size=1200, body=Body.EIGHT_BIT_MIME)
+    )
+    server.send(Reply(250, "ok"))
+    assert one(server, b"RCPT TO:<Postmaster>\r\n") == Rcpt(Address("Postmaster", None))
+
+
+def test_null_reverse_path_is_none():
+    """RFC 5321 4.5.5: MAIL FROM:<> for notifications."""
+    server = greeted()
+    assert one(server, b"MAIL FROM:<>\r\n") == Mail(None)
+
+
+@pytest.mark.parametrize(
+    ("line", "code", "enhanced"),
+    [
+        (b"MAIL FROM:<a@b.c> SIZE=1 SIZE=2\r\n", 501, "5.5.4"),  # given twice
+        (b"MAIL FROM:<a@b.c> XFOO=1\r\n", 555, "5.5.4"),  # not advertised
+        (b"MAIL FROM:<a@b.c> RET=HDRS\r\n", 555, "5.5.4"),  # DSN is off by default
+        (b"MAIL FROM:<a@b.c> SIZE=99999999999\r\n", 552, "5.3.4"),  # over SIZE
+        (b"MAIL FROM:<a@b.c> BODY=BINARYMIME\r\n", 555, "5.5.4"),  # no BINARYMIME
+        (b"MAIL FROM:<a@@b.c>\r\n", 501, "5.1.7"),
+        (b"MAIL FROM <a@b.c>\r\n", 501, "5.5.4"),
+        (b"RCPT TO:<>\r\n", 503, "5.5.1"),  # out of sequence is judged first
+    ],
+)
+def test_bad_mail_lines_get_the_rfc_reply(line: bytes, code: int, enhanced: str):
+    """RFC 5321 4.1.1.11 (555), RFC 1870 section 6 (552), RFC 3463 codes."""
+    server = greeted()
+    reply = refused(server, line)
+    assert (reply.code, reply.enhanced) == (code, enhanced), reply
+
+
+def test_null_forward_path_and_bad_rcpt_parameters_are_refused():
+    """RFC 5321 4.1.1.3: RCPT needs a real forward path."""
+    server = greeted(ServerConfig(dsn=True))
+    accept(server, b"MAIL FROM:<a@b.c>\r\n")
+    assert refused(server, b"RCPT TO:<>\r\n").code == 501
+    assert refused(server, b"RCPT TO:<x@b.c> NOTIFY=NEVER,SUCCESS\r\n").code == 501
+    assert refused(server, b"RCPT TO:<x@b.c> SIZE=10\r\n").code == 555
+    event = one(server, b"RCPT TO:<x@b.c> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;x+40b.c\r\n")
+    assert isinstance(event, Rcpt)
+    assert event.params.orcpt is not None and event.params.orcpt.address == "x@b.c"
+
+
+def test_extra_parameters_the_application_handles_are_kept():
+    server = greeted(ServerConfig(extra_mail_parameters=frozenset({"XTRACE"})))
+    event = one(server, b"MAIL FROM:<a@b.c> xtrace=42\r\n")
+    assert isinstance(event, Mail) and event.params.extra == (("XTRACE", "42"),)
+
+
+def test_utf8_addresses_need_smtputf8():
+    """RFC 6531 section 3.4: UTF-8 addresses only with the SMTPUTF8 parameter."""
+    server = greeted()
+    line = "MAIL FROM:<jöran@exämple.com>\r\n".encode()
+    assert refused(server, line).code == 553
+    event = one(server, "MAIL FROM:<jöran@exämple.com> SMTPUTF8\r\n".encode())
+    assert isinstance(event, Mail) and event.params.smtputf8
+    server.send(Reply(250, "ok"))
+    assert isinstance(one(server, "RCPT TO:<ü@exämple.com>\r\n".encode()), Rcpt)
+
+
+def test_utf8_rcpt_without_smtputf8_transaction_is_refused():
+    """RFC 6531 section 3.4."""
+    server = greeted()
+    accept(server, b"MAIL FROM:<a@b.c>\r\n")
+    assert refused(server, "RCPT TO:<ü@b.c>\r\n".encode()).code == 553
+
+
+def test_smtputf8_parameter_refused_when_not_offered():
+    server = greeted(ServerConfig(smtputf8=False))
+    assert refused(server, "MAIL FROM:<ä@b.c> SMTPUTF8\r\n".encode()).code == 555
+
+
+def test_invalid_utf8_and_control_characters_are_refused():
+    """RFC 6531 section 3.3 (valid UTF-8 only); RFC 5321 2.3.8 (no controls)."""
+    server = greeted()
+    assert refused(server, b"MAIL FROM:<\xff@b.c> SMTPUTF8\r\n").code == 501
+    assert refused(server, b"MAIL FROM:<a\x00@b.c>\r\n").code == 501
+    assert refused(server, b"NOOP a\rb\r\n").code == 501
+
+
+def test_unknown_and_unimplemented_verbs():
+    """RFC 5321 4.2.4: 500 for unrecognised, 502 for not implemented."""
+    server = greeted()
+    assert refused(server, b"FROB\r\n").code == 500
+    assert refused(server, b"TURN\r\n").code == 502
+    assert refused(server, b"\r\n").code == 500
+
+
+def test_arguments_where_none_are_allowed():
+    """RFC 5321 4.1.1.4/4.1.1.5/4.1.1.10: DATA, RSET and QUIT take none."""
+    server = in_transaction()
+    assert refused(server, b"DATA now\r\n").code == 501
+    assert refused(server, b"QUIT please\r\n").code == 501
+    assert one(server, b"RSET  \r\n") == Rset()  # trailing spaces are tolerated
+
+
+def test_vrfy_and_ehlo_need_an_argument():
+    """RFC 5321 4.1.1.6 and 4.1.1.1."""
+    server = greeted()
+    assert refused(server, b"VRFY\r\n").code == 501
+    assert refused(server, b"EHLO\r\n").code == 501
+
+
+def test_strict_mode_wants_exact_grammar():
+    """RFC 5321 4.1.2 (no space before the path) and 2.3.8 (CRLF)."""
+    lenient = greeted()
+    assert one(lenient, b"MAIL FROM: <a@b.c>\r\n") == Mail(Address("a", "b.c"))
+    lenient.send(Reply(250, "ok"))
+    strict = greeted(ServerConfig(strict=True))
+    assert refused(strict, b"MAIL FROM: <a@b.c>\r\n").code == 501
+    assert refused(strict, b"NOOP\n").code == 500
+    assert refused(strict, b"EHLO not_a_domain!\r\n").code == 501
+    assert one(lenient, b"RSET\n") == Rset()  # lenient: a bare LF ends a command
+
+
+def test_recipient_limit_gives_452():
+    """RFC 5321 4.5.3.1.8 and 4.5.3.1.10: at least 100, then 452 4.5.3."""
+    server = greeted(ServerConfig(max_recipients=3))
+    accept(server, b"MAIL FROM:<a@b.c>\r\n")
+    for n in range(3):
+        accept(server, b"RCPT TO:<r%d@b.c>\r\n" % n)
+    reply = refused(server, b"RCPT TO:<r4@b.c>\r\n")
+    assert (reply.code, reply.enhanced) == (452, "4.5.3")
+    assert server.recipients == 3
+
+
+def test_default_recipient_limit_is_100():
+    assert ServerConfig().max_recipients == 100
+
+
+def test_command_line_limit_is_512_with_crlf():
+    """RFC 5321 4.5.3.1.4: 512 octets including CRLF."""
+    server = greeted()
+    ok = b"NOOP " + b"x" * (512 - 7) + b"\r\n"
+    assert len(ok) == 512
+    assert isinstance(one(server, ok), Noop)
+    server.send(Reply(250, "ok"))
+    reply = refused_long(server, b"NOOP " + b"x" * (512 - 6) + b"\r\n")
+    assert (reply.code, reply.enhanced) == (500, "5.5.2")
+
+
+def refused_long(server: ServerConnection, line: bytes) -> Reply:
+    event = one(server, line)
+    assert isinstance(event, CommandError)
+    server.send(event.reply)
+    return event.reply
+
+
+def test_mail_line_limit_grows_with_size_smtputf8_and_dsn():
+    """RFC 1870 section 4 (+26), RFC 6531 section 3.4 (+10), RFC 3461 section 5."""
+    config = ServerConfig(dsn=True, extra_mail_parameters=frozenset({"XPAD"}))
+    server = greeted(config)
+    local = "a" * 60
+    base = f"MAIL FROM:<{local}@example.com> SIZE=1000 XPAD="
+    line = base + "x" * (512 + 26 + 10 + 100 - len(base) - 2)
+    assert len(line) + 2 == 648
+    assert isinstance(one(server, line.encode() + b"\r\n"), Mail)
+    server.send(Reply(250, "ok"))
+    server.receive_data(b"RSET\r\n")
+    server.next_event()
+    server.send(Reply(250, "ok"))
+    assert refused_long(server, (line + "y").encode() + b"\r\n").code == 500
+
+
+def test_over_long_line_tail_is_never_run_as_a_command():
+    """RFC 5321 4.5.3.1.4: the rest of an over-long line is discarded, even
+    when it looks like a command (a classic injection through truncation)."""
+    server = greeted()
+    payload = b"NOOP " + b"x" * 600 + b"RSET\r\nQUIT\r\n"
+    events = []
+    for byte in range(len(payload)):
+        server.receive_data(payload[byte : byte + 1])
+        for event in drain(server):
+            events.append(event)
+            if isinstance(event, CommandError):
+                server.send(event.reply)
+    assert len(events) == 2
+    assert isinstance(events[0], CommandError) and events[0].reply.code == 500
+    # The head, cut to the longest line this config allows (MAIL with SIZE
+    # and SMTPUTF8: 512 + 26 + 10), whichever way the bytes came.
+    assert events[0].line == payload[:548]
+    assert events[1] == Quit()
+
+
+def test_megabytes_without_newline_cost_bounded_memory():
+    server = greeted()
+    for _ in range(100):
+        server.receive_data(b"A" * 65536)
+        assert server.next_event() is NEED_DATA
+        assert len(server._buffer) < 2048
+    server.receive_data(b"\r\nNOOP\r\n")
+    event = server.next_event()
+    assert isinstance(event, CommandError) and event.reply.code == 500
+    server.send(event.reply)
+    assert server.next_event() == Noop()
+
+
+def test_pipelined_commands_come_out_in_order_and_nothing_is_lost():
+    """RFC 2920 section 3: the server reads ahead but answers in order."""
+    server = greeted()
+    server.receive_data(
+        b"MAIL FROM:<a@b.c>\r\nRCPT TO:<x@b.c>\r\nRCPT TO:<y@b.c>\r\nDATA\r\nhello\r\n.\r\nQUIT\r\n"
+    )
+    seen = []
+    replies = {Mail: Reply(250, "ok"), Rcpt: Reply(250, "ok"), Data: Reply(354, "go")}
+    while (event := server.next_event()) is not NEED_DATA:
+        assert event is not PAUSED
+        seen.append(event)
+        if type(event) in replies:
+            server.send(replies[type(event)])
+        elif isinstance(event, MessageEnd):
+            server.send(Reply(250, "queued"))
+        elif isinstance(event, Quit):
+            server.send(Reply(221, "bye"))
+            break
+    assert seen == [
+        Mail(Address("a", "b.c")),
+        Rcpt(Address("x", "b.c")),
+        Rcpt(Address("y", "b.c")),
+        Data(),
+        MessageChunk(b"hello\r\n"),
+        MessageEnd(),
+        Quit(),
+    ]
+
+
+def test_paused_until_the_reply_is_sent():
+    """The meaning of the bytes after DATA depends on the reply (DESIGN)."""
+    server = in_transaction()
+    server.receive_data(b"DATA\r\nMAIL FROM:<a@b.c>\r\n")
+    assert server.next_event() == Data()
+    assert server.next_event() is PAUSED
+    server.send(Reply(554, "no"))
+    # 554: what followed DATA is read as commands.
+    event = server.next_event()
+    assert isinstance(event, CommandError) and event.reply.code == 503
+
+
+def test_content_after_354_and_the_pipelined_command_behind_it():
+    """RFC 5321 4.1.1.4 and RFC 2920: commands after CRLF.CRLF are read."""
+    server = in_transaction()
+    server.receive_data(b"DATA\r\n..dot\r\nend\r\n.\r\nNOOP\r\n")
+    assert server.next_event() == Data()
+    server.send(Reply(354, "go"))
+    assert server.next_event() == MessageChunk(b".dot\r\nend\r\n")
+    assert server.next_event() == MessageEnd()
+    assert server.next_event() is PAUSED
+    server.send(Reply(250, "queued"))
+    assert server.state is State.GREETED
+    assert server.next_event() == Noop()
+
+
+def test_refused_message_must_get_an_error_reply():
+    """Policy refusals (bare LF by default) come after the real end of data."""
+    server = in_transaction()
+    server.receive_data(b"DATA\r\n")
+    server.next_event()
+    server.send(Reply(354, "go"))
+    server.receive_data(b"line one\nline two\r\n.\r\n")
+    events = drain(server)
+    assert isinstance(events[-1], MessageRefused)
+    assert events[-1].reply.code == 550
+    with pytest.raises(LocalProtocolError, match="4yz or 5yz"):
+        server.send(Reply(250, "ok"))
+    server.send(events[-1].reply)
+    assert server.state is State.GREETED
+
+
+def test_size_limit_while_reading_content():
+    """RFC 1870 section 6.3: over the limit: read to the end, then 552."""
+    server = in_transaction(ServerConfig(max_message_size=100))
+    server.receive_data(b"DATA\r\n")
+    server.next_event()
+    server.send(Reply(354, "go"))
+    events = []
+    for line in [b"x" * 70 + b"\r\n"] * 3 + [b".\r\nNOOP\r\n"]:
+        server.receive_data(line)
+        events += drain(server)
+    # Content before the fault is handed out (its CRLF held until more came).
+    assert events[0] == MessageChunk(b"x" * 70)
+    assert isinstance(events[-1], MessageRefused) and events[-1].reply.code == 552
+    server.send(events[-1].reply)
+    assert server.next_event() == Noop()
+
+
+def test_peer_closing_mid_message_delivers_no_end():
+    server = in_transaction()
+    server.receive_data(b"DATA\r\n")
+    server.next_event()
+    server.send(Reply(354, "go"))
+    server.receive_data(b"partial\r\n")
+    server.receive_data(b"")
+    # The final CRLF could have begun the end, so it was still held back.
+    assert drain(server) == [MessageChunk(b"partial"), ConnectionClosed()]
+    assert server.state is State.CLOSED
+
+
+def test_data_after_close_is_a_local_error():
+    server = greeted()
+    server.receive_data(b"")
+    with pytest.raises(LocalProtocolError):
+        server.receive_data(b"more")
+
+
+def test_server_sends_only_replies():
+    server = greeted()
+    with pytest.raises(LocalProtocolError, match="Reply"):
+        server.send(Noop())  # type: ignore[arg-type]
+
+
+def test_reply_lines_over_512_octets_are_refused():
+    """RFC 5321 4.5.3.1.5: reply lines are at most 512 octets with CRLF."""
+    server = greeted()
+    one(server, b"NOOP\r\n")
+    with pytest.raises(LocalProtocolError, match="512"):
+        server.send(Reply(250, "x" * 600))
+    server.send(Reply(250, "ok"))
