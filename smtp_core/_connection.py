@@ -23,6 +23,7 @@ from ._events import (
     Command,
     CommandError,
     ConnectionClosed,
+    Data,
     Ehlo,
     Event,
     Helo,
@@ -358,7 +359,7 @@ class ClientConnection(_Connection):
             self._fail(f"server broke the protocol: {fault}")
         self._session.apply(command, reply)
         if self._session.state is State.IN_MESSAGE:
-            if self._writer is None:
+            if isinstance(command, Data):
                 self._writer = ContentWriter(self.config.bare_line_ending)
         else:
             self._writer = None
@@ -395,6 +396,7 @@ class ClientConnection(_Connection):
             if isinstance(event, MessageChunk):
                 return writer.write(event.data)
             data = writer.end()
+            self._writer = None
             pending.append(event)
             self._project()
             return data
@@ -410,12 +412,16 @@ class ClientConnection(_Connection):
                 raise LocalProtocolError(
                     f"wait for the reply to {_verb(last)}: PIPELINING is not in force (RFC 2920)"
                 )
-            if type(last) in GROUP_ENDERS or isinstance(last, MessageEnd):
+            # RFC 2920 3.1: the end of content may be followed by the next
+            # transaction's commands in the same group; DATA and the like not.
+            if type(last) in GROUP_ENDERS:
                 raise LocalProtocolError(
                     f"{_verb(last)} ends a pipelined group: wait for its reply (RFC 2920 3.1)"
                 )
         if self._writer is not None:
             raise LocalProtocolError("send the message content and MessageEnd first")
+        if state is State.IN_MESSAGE and not pending:
+            raise LocalProtocolError("the message content is not finished")
         refusal = check_command(
             command, self._projected, extra_mail=None, extra_rcpt=None, max_recipients=None
         )

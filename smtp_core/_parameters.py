@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import enum
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import TypeAlias, TypeVar
 
 from ._util import LocalProtocolError
@@ -125,7 +125,7 @@ class OriginalRecipient:
         return f"{self.addr_type};{xtext_encode(self.address)}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class MailParams:
     """The parameters of MAIL FROM.
 
@@ -179,6 +179,9 @@ class MailParams:
         words.extend(_extra_words(self.extra))
         return " ".join(words)
 
+    def __repr__(self) -> str:
+        return _repr_set_fields(self)
+
     def keywords(self) -> tuple[str, ...]:
         """The uppercase keywords present: typed ones first, then ``extra``."""
         present = [
@@ -195,7 +198,7 @@ class MailParams:
         return (*present, *(keyword for keyword, _ in self.extra))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class RcptParams:
     """The parameters of RCPT TO.
 
@@ -231,6 +234,9 @@ class RcptParams:
             words.append(f"ORCPT={self.orcpt}")
         words.extend(_extra_words(self.extra))
         return " ".join(words)
+
+    def __repr__(self) -> str:
+        return _repr_set_fields(self)
 
     def keywords(self) -> tuple[str, ...]:
         """The uppercase keywords present: typed ones first, then ``extra``."""
@@ -533,3 +539,14 @@ _NOTIFY_BY_NAME = {item.value: item for item in Notify}
 # Built last: __post_init__ needs the helpers above.
 _NO_MAIL_PARAMS = MailParams()
 _NO_RCPT_PARAMS = RcptParams()
+
+
+def _repr_set_fields(value: object) -> str:
+    """``Name(field=value, ...)`` with only the fields that differ from their
+    defaults, so that events print the way the command reads."""
+    parts = []
+    for item in fields(value):  # type: ignore[arg-type]
+        current = getattr(value, item.name)
+        if current != item.default:
+            parts.append(f"{item.name}={current!r}")
+    return f"{type(value).__name__}({', '.join(parts)})"

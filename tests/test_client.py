@@ -339,3 +339,27 @@ def test_quit_then_221_closes():
     assert reply.code == 221 and pair.client.state is State.CLOSED
     assert pair.client.next_event() == ConnectionClosed()
     assert pair.client.next_event() is not NEED_DATA
+
+
+def test_next_transaction_may_follow_the_end_of_content_in_one_group():
+    """RFC 2920 section 3.1: message content may be the first 'command' of a
+    group, so MAIL/RCPT/DATA can follow the end of data without waiting."""
+    client = greeted_client()
+    for command in (Mail(None), Rcpt(Address("x", "example.com")), Data()):
+        client.send(command)
+    receive(client, b"250 ok\r\n250 ok\r\n354 go\r\n")
+    group = (
+        MessageChunk(b"hi\r\n"),
+        MessageEnd(),
+        Mail(None),
+        Rcpt(Address("y", "example.com")),
+        Data(),
+    )
+    wire = b"".join(client.send(event) for event in group)
+    assert wire == b"hi\r\n.\r\nMAIL FROM:<>\r\nRCPT TO:<y@example.com>\r\nDATA\r\n"
+    with pytest.raises(LocalProtocolError, match="ends a pipelined group"):
+        client.send(Rset())
+    replies = receive(client, b"250 queued\r\n250 ok\r\n250 ok\r\n354 go\r\n")
+    assert [r.answers for r in replies] == list(group[1:])  # type: ignore[attr-defined]
+    assert client.state is State.IN_MESSAGE
+    assert client.send(MessageChunk(b"second")) == b"second"
