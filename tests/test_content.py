@@ -222,3 +222,58 @@ def test_writer_then_reader_gives_back_normalized_content(chunks: list[bytes]):
     assert content == expected
     assert leftover == b""
     assert MessageChunk(content).data == content
+
+
+def test_first_end_wins_when_ends_overlap():
+    """RFC 5321 4.1.1.4: "\\r\\n.\\r\\n.\\r\\n" ends at the first CRLF.CRLF; the
+    rest belongs to the command stream."""
+    for pieces in (None, 1, 2):
+        content, final, leftover = read_all(b"a\r\n.\r\n.\r\n", pieces=pieces)
+        assert (content, final) == (b"a\r\n", MessageEnd())
+        if pieces is None:
+            assert leftover == b".\r\n"
+    assert read_all(b".\r\n.\r\n")[2] == b".\r\n"
+
+
+def test_content_made_of_dot_lines_is_unstuffed_and_ended_in_bulk():
+    """RFC 5321 4.5.2 with many stuffed lines in one read (the path that finds
+    the end with bytes.find instead of looking at each stuffed line)."""
+    wire = b"..x\r\n" * 500 + b".\r\nNEXT"
+    for pieces in (None, 97):
+        content, final, leftover = read_all(wire, pieces=pieces)
+        assert content == b".x\r\n" * 500
+        assert final == MessageEnd()
+        if pieces is None:
+            assert leftover == b"NEXT"
+
+
+@given(st.lists(st.sampled_from([b"..", b".", b"\r\n", b"x", b"\r", b"\n"]), max_size=400))
+def test_dot_heavy_content_is_split_invariant(tokens: list[bytes]):
+    data = b"".join(tokens) + b"\r\n.\r\nTAIL"
+    whole = read_all(data, policy=BareLinePolicy.ALLOW, max_line=None)
+    for piece in (1, 3, 64):
+        split = read_all(data, pieces=piece, policy=BareLinePolicy.ALLOW, max_line=None)
+        assert split[:2] == whole[:2]
+
+
+@pytest.mark.parametrize("split_at", [602, 1000, 1003, 1500, 2000])
+def test_line_limit_holds_across_reads(split_at: int):
+    """RFC 5321 4.5.3.1.6: a valid body is never refused because of where a
+    read ended (a regression: the unfinished line was once over-counted)."""
+    body = b"aaaa\r\n" * 100 + b"b" * 500 + b"\r\n" + b"c" * 998 + b"\r\n"
+    wire = body + b".\r\n"
+    reader = ContentReader(1000, None, BareLinePolicy.REJECT)
+    out = b""
+    for piece in (wire[:split_at], wire[split_at:]):
+        reader.feed(piece)
+        out += reader.read() or b""
+    assert reader.final == MessageEnd()
+    assert out == body
+    too_long = b"d" * 999 + b"\r\n.\r\n"
+    for cut in (1, 500, 999, 1000):
+        reader = ContentReader(1000, None, BareLinePolicy.REJECT)
+        reader.feed(too_long[:cut])
+        reader.read()
+        reader.feed(too_long[cut:])
+        reader.read()
+        assert isinstance(reader.final, MessageRefused)
