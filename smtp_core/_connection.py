@@ -183,8 +183,12 @@ class ServerConnection(_Connection):
         )
 
     def _feed(self, data: bytes) -> None:
-        if self._content is not None and not self._buffer:
-            self._content.feed(data)
+        # While content flows, bytes go to the content reader; once it has
+        # found the end, what follows belongs to the command stream (its
+        # leftover was moved to the buffer first, so order is kept).
+        content = self._content
+        if content is not None and content.final is None:
+            content.feed(data)
         else:
             self._buffer.feed(data)
 
@@ -198,13 +202,15 @@ class ServerConnection(_Connection):
         content = self._content
         if content is not None:
             chunk = content.read()
+            final = content.final
+            if final is not None and content.leftover:
+                self._buffer.feed(content.leftover)
+                content.leftover = b""
             if chunk is not None:
                 return _trusted(MessageChunk, chunk)
-            final = content.final
             if final is None:
                 return self._closed() if self._peer_closed else NEED_DATA
             self._content = None
-            self._buffer.feed(content.leftover)
             self._owed = _trusted(MessageEnd)
             self._owed_refusal = isinstance(final, MessageRefused)
             return final

@@ -47,6 +47,7 @@ class ContentReader:
 
     __slots__ = (
         "_fault",
+        "_fault_rank",
         "_final",
         "_held",
         "_input",
@@ -69,6 +70,7 @@ class ContentReader:
         self._line = 0  # octets of the unfinished output line so far
         self._size = 0
         self._fault: Reply | None = None
+        self._fault_rank = 0
         self._final: MessageEnd | MessageRefused | None = None
         self.leftover = b""
         """What followed the end of content: pipelined commands."""
@@ -142,46 +144,61 @@ class ContentReader:
         return out or None
 
     def _check(self, out: bytes) -> bytes:
+        # Every rule is checked on all content, even after one was broken, and
+        # the refusal is chosen by a fixed order at the end: so the verdict is
+        # the same however the bytes were split into reads.
         if self._virtual:
             out = out[self._virtual :]
             self._virtual = 0
-        if self._fault is not None:
-            return b""
         if self._policy is not BareLinePolicy.ALLOW and _has_bare_line_ending(out):
             if self._policy is BareLinePolicy.REJECT:
-                return self._refuse(
-                    550, "5.5.2", "bare CR or LF in message content: lines must end with CRLF"
+                self._refuse(
+                    0, 550, "5.5.2", "bare CR or LF in message content: lines must end with CRLF"
                 )
-            out = _normalize(out)
+            else:
+                out = _normalize(out)
         if self._max_line is not None and not self._lines_fit(out, self._max_line):
-            return self._refuse(
-                552, "5.5.2", f"message line longer than {self._max_line} octets with its CRLF"
+            self._refuse(
+                1,
+                552,
+                "5.5.2",
+                f"message line longer than {self._max_line} octets with its CRLF",
             )
         self._size += len(out)
         if self._max_size is not None and self._size > self._max_size:
-            return self._refuse(
-                552, "5.3.4", f"message larger than the {self._max_size} octets allowed"
+            self._refuse(
+                2, 552, "5.3.4", f"message larger than the {self._max_size} octets allowed"
             )
-        return out
+        return b"" if self._fault is not None else out
 
     def _lines_fit(self, out: bytes, limit: int) -> bool:
         # RFC 5321 4.5.3.1.6: a line with its CRLF is at most ``limit`` octets.
+        # Jump from line start to line start looking for a newline within
+        # ``limit`` octets; keep the length of the unfinished line exact even
+        # past a fault, so the next read is judged the same way.
         size = len(out)
         start = -self._line  # where the unfinished line began, relative to out
+        fits = True
         while size - start > limit:
-            newline = out.rfind(b"\n", max(start, 0), start + limit)
+            window_end = start + limit
+            newline = out.rfind(b"\n", max(start, 0), window_end) if window_end > 0 else -1
             if newline < 0:
-                return False
+                fits = False
+                newline = out.find(b"\n", max(window_end, 0))
+                if newline < 0:
+                    break
             start = newline + 1
-        newline = out.rfind(b"\n", max(start, 0))
-        if newline >= 0:
-            start = newline + 1
+        else:
+            newline = out.rfind(b"\n", max(start, 0))
+            if newline >= 0:
+                start = newline + 1
         self._line = size - start
-        return True
+        return fits
 
-    def _refuse(self, code: int, enhanced: str, text: str) -> bytes:
-        self._fault = Reply(code, text, enhanced)
-        return b""
+    def _refuse(self, rank: int, code: int, enhanced: str, text: str) -> None:
+        if self._fault is None or rank < self._fault_rank:
+            self._fault = Reply(code, text, enhanced)
+            self._fault_rank = rank
 
 
 class ContentWriter:

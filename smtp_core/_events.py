@@ -122,6 +122,10 @@ class Reply:
             lines = ("",)
         for line in lines:
             _check_text("Reply", "text", line)
+            try:
+                line.encode("utf-8", "surrogateescape")
+            except UnicodeEncodeError:
+                raise LocalProtocolError(f"Reply.text is not encodable: {line!r}") from None
         if enhanced is None:
             lines, enhanced = _split_enhanced(code, lines)
         elif not isinstance(enhanced, str) or not _ENHANCED.fullmatch(enhanced):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ._util import LocalProtocolError
 
@@ -27,8 +27,12 @@ class Extensions:
     """
 
     keywords: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    _index: dict[str, tuple[str, ...]] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "_index", dict(self.keywords))
         for keyword, params in self.keywords:
             if not isinstance(keyword, str) or not _KEYWORD.fullmatch(keyword):
                 raise LocalProtocolError(f"not an EHLO keyword: {keyword!r}")
@@ -67,15 +71,11 @@ class Extensions:
         return tuple(" ".join((keyword, *params)) for keyword, params in self.keywords)
 
     def __contains__(self, keyword: object) -> bool:
-        return isinstance(keyword, str) and any(k == keyword.upper() for k, _ in self.keywords)
+        return isinstance(keyword, str) and keyword.upper() in self._index
 
     def params(self, keyword: str) -> tuple[str, ...] | None:
         """The parameters of ``keyword``, or None when it was not advertised."""
-        keyword = keyword.upper()
-        for k, params in self.keywords:
-            if k == keyword:
-                return params
-        return None
+        return self._index.get(keyword.upper())
 
     @property
     def pipelining(self) -> bool:

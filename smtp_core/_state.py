@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from ._events import (
     Command,
@@ -56,6 +56,10 @@ class State(enum.Enum):
     """DATA was answered 354: message content flows until CRLF.CRLF."""
     CLOSED = "CLOSED"
     """QUIT was answered, a 421 was sent, or the connection was closed."""
+
+    # Members are singletons: identity hashing is correct and, unlike Enum's
+    # name hashing, costs nothing on the per-command table lookups.
+    __hash__ = object.__hash__
 
 
 class Greeting:
@@ -167,7 +171,7 @@ class Session:
     """Accepted RCPTs in the open transaction."""
 
     def copy(self) -> Session:
-        return replace(self)
+        return Session(self.state, self.extensions, self.mail, self.recipients)
 
     def entry(self, command_type: type) -> Step | Refusal | None:
         return TABLE[self.state].get(command_type)

@@ -58,7 +58,13 @@ def _command_text(command: Command) -> str:
 
 def write_command(command: Command) -> bytes:
     """The command line for ``command``, with its CRLF."""
-    line = _command_text(command).encode("utf-8")
+    text = _command_text(command)
+    try:
+        line = text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise LocalProtocolError(
+            f"a command argument is not encodable as UTF-8 (lone surrogate?): {text!r}"
+        ) from error
     if b"\r" in line or b"\n" in line or b"\0" in line:
         raise LocalProtocolError(f"CR, LF or NUL in a command argument: {line!r}")
     return line + b"\r\n"
