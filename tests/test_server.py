@@ -80,6 +80,14 @@ def in_transaction(config: ServerConfig | None = None) -> ServerConnection:
     return server
 
 
+def in_message(config: ServerConfig | None = None) -> ServerConnection:
+    """A server that has answered DATA with 354."""
+    server = in_transaction(config)
+    assert one(server, b"DATA\r\n") == Data()
+    server.send(Reply(354, "go"))
+    return server
+
+
 def test_greeting_is_owed_before_anything_is_read():
     """RFC 5321 3.1: the server speaks first; the client waits for it."""
     server = ServerConnection()
@@ -544,10 +552,7 @@ def test_content_after_354_and_the_pipelined_command_behind_it():
 
 def test_refused_message_must_get_an_error_reply():
     """Policy refusals (bare LF by default) come after the real end of data."""
-    server = in_transaction()
-    server.receive_data(b"DATA\r\n")
-    server.next_event()
-    server.send(Reply(354, "go"))
+    server = in_message()
     server.receive_data(b"line one\nline two\r\n.\r\n")
     events = drain(server)
     assert isinstance(events[-1], MessageRefused)
@@ -560,10 +565,7 @@ def test_refused_message_must_get_an_error_reply():
 
 def test_size_limit_while_reading_content():
     """RFC 1870 section 6.3: over the limit: read to the end, then 552."""
-    server = in_transaction(ServerConfig(max_message_size=100))
-    server.receive_data(b"DATA\r\n")
-    server.next_event()
-    server.send(Reply(354, "go"))
+    server = in_message(ServerConfig(max_message_size=100))
     events = []
     for line in [b"x" * 70 + b"\r\n"] * 3 + [b".\r\nNOOP\r\n"]:
         server.receive_data(line)
@@ -576,10 +578,7 @@ def test_size_limit_while_reading_content():
 
 
 def test_peer_closing_mid_message_delivers_no_end():
-    server = in_transaction()
-    server.receive_data(b"DATA\r\n")
-    server.next_event()
-    server.send(Reply(354, "go"))
+    server = in_message()
     server.receive_data(b"partial\r\n")
     server.receive_data(b"")
     # The final CRLF could have begun the end, so it was still held back.
