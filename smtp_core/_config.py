@@ -80,9 +80,13 @@ class ServerConfig:
     """Further EHLO lines to advertise, such as ``"XFOO bar"``."""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.hostname, str) or not self.hostname or " " in self.hostname:
+        if (
+            not isinstance(self.hostname, str)
+            or not 0 < len(self.hostname.encode("utf-8", "surrogateescape")) <= 255
+            or any(c in self.hostname for c in " \t\r\n\0")
+        ):
             raise LocalProtocolError(
-                f"ServerConfig.hostname must be one non-empty word, got {self.hostname!r}"
+                f"ServerConfig.hostname must be one word of 1 to 255 octets, got {self.hostname!r}"
             )
         _positive("ServerConfig", "max_command_line", self.max_command_line, minimum=512)
         if self.max_text_line is not None:

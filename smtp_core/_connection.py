@@ -62,6 +62,8 @@ __all__ = ["ClientConnection", "ServerConnection"]
 
 # RFC 5321 4.5.3.1.5: a reply line is at most 512 octets with its CRLF.
 _MAX_REPLY_LINE = 512
+# RFC 5321 4.5.3.1.4: every server takes command lines of 512 octets.
+_MIN_COMMAND_LINE = 512
 _ACCEPTED = {2: Reply(250), 3: Reply(354)}
 
 
@@ -109,6 +111,7 @@ class _Connection:
 
     def receive_data(self, data: bytes) -> None:
         """Give the engine bytes from the peer; ``b""`` means the peer closed."""
+        self._check_usable()
         if self._peer_closed:
             if data:
                 raise LocalProtocolError("received data after the peer closed the connection")
@@ -178,9 +181,10 @@ class ServerConnection(_Connection):
             return Reply(250, self.config.hostname)
         if not isinstance(owed, Ehlo):
             raise LocalProtocolError(f"no EHLO or HELO awaits a reply (owed: {owed!r})")
-        return Reply(
-            250, (f"{self.config.hostname} greets {owed.domain}", *self.advertised().lines())
-        )
+        first = f"{self.config.hostname} greets {owed.domain}"
+        if len(first.encode("utf-8", "surrogateescape")) + 6 > _MAX_REPLY_LINE:
+            first = self.config.hostname  # the echo is courtesy; the limit is a rule
+        return Reply(250, (first, *self.advertised().lines()))
 
     def _feed(self, data: bytes) -> None:
         # While content flows, bytes go to the content reader; once it has
@@ -437,6 +441,13 @@ class ClientConnection(_Connection):
                 f"{refusal.text} (a server must answer {refusal.code} {refusal.enhanced})"
             )
         data = write_command(command)
+        limit = command_line_limit(type(command), self._projected, _MIN_COMMAND_LINE)
+        if len(data) > limit:
+            # RFC 5321 4.5.3.1.4: a server need not take a longer line.
+            raise LocalProtocolError(
+                f"{_verb(command)} line is {len(data)} octets with its CRLF; "
+                f"at most {limit} may be sent (RFC 5321 4.5.3.1.4)"
+            )
         pending.append(command)
         entry = self._projected.entry(type(command))
         success = getattr(entry, "success_class", 2)

@@ -267,6 +267,8 @@ class Vrfy:
 
     def __post_init__(self) -> None:
         _check_text("Vrfy", "text", self.text, required=True)
+        if not self.text.strip():
+            raise LocalProtocolError("Vrfy.text must not be blank (RFC 5321 4.1.1.6)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,6 +279,8 @@ class Expn:
 
     def __post_init__(self) -> None:
         _check_text("Expn", "text", self.text, required=True)
+        if not self.text.strip():
+            raise LocalProtocolError("Expn.text must not be blank (RFC 5321 4.1.1.7)")
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ __all__ = ["Extensions"]
 
 # RFC 5321 4.1.1.1: ehlo-keyword = (ALPHA / DIGIT) *(ALPHA / DIGIT / "-")
 _KEYWORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")
+_WORD = re.compile(r"[!-~]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +52,11 @@ class Extensions:
         """
         found: dict[str, tuple[str, ...]] = {}
         for line in lines:
-            words = line.split()
-            if not words:
+            words = line.split(" ")
+            # Only printable ASCII words: a server's junk (controls, NUL,
+            # non-ASCII that upper() would fold into a keyword, such as
+            # U+017F into "S") is skipped, never turned into an extension.
+            if not all(_WORD.fullmatch(word) for word in words):
                 continue
             keyword = words[0].upper()
             params = tuple(words[1:])

@@ -44,6 +44,9 @@ _NOT_IMPLEMENTED = frozenset(
 )
 
 
+_MAX_DOMAIN = 255
+
+
 class _Refused(Exception):
     def __init__(self, code: int, enhanced: str, text: str) -> None:
         self.reply = Reply(code, text, enhanced)
@@ -58,6 +61,9 @@ def _parse_hello(name: str, argument: str, config: ServerConfig) -> str:
     domain = argument.strip(" \t") if not config.strict else argument
     if not domain:
         raise _Refused(501, "5.5.4", f"{name} needs a domain name or address literal")
+    if len(domain.encode("utf-8", "surrogateescape")) > _MAX_DOMAIN:
+        # RFC 5321 4.5.3.1.2: a domain is at most 255 octets.
+        raise _Refused(501, "5.5.4", f"{name} domain longer than {_MAX_DOMAIN} octets")
     if config.strict or " " in domain:
         # RFC 5321 4.1.1.1: ehlo = "EHLO" SP ( Domain / address-literal )
         try:

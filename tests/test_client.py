@@ -363,3 +363,53 @@ def test_next_transaction_may_follow_the_end_of_content_in_one_group():
     assert [r.answers for r in replies] == list(group[1:])  # type: ignore[attr-defined]
     assert client.state is State.IN_MESSAGE
     assert client.send(MessageChunk(b"second")) == b"second"
+
+
+def test_client_refuses_command_lines_over_the_limit():
+    """RFC 5321 4.5.3.1.4: 512 octets with CRLF, more for MAIL while SIZE and
+    SMTPUTF8 are in force (RFC 1870 section 4, RFC 6531 section 3.4)."""
+    client = greeted_client()
+    with pytest.raises(LocalProtocolError, match="at most 512"):
+        client.send(Vrfy("x" * 600))
+    assert client.pending == ()
+    client.send(Noop("x" * (512 - 7)))
+    padding = (("XPAD", "x" * 480),)
+    long_mail = Mail(Address("a", "example.com"), MailParams(size=10, extra=padding))
+    client = greeted_client()
+    assert 512 < len(client.send(long_mail)) <= 512 + 26 + 10
+    helo_client = greeted_client(ehlo_reply=b"250-mx\r\n250 PIPELINING\r\n")
+    with pytest.raises(LocalProtocolError, match="at most 512"):
+        helo_client.send(Mail(Address("a", "example.com"), MailParams(extra=padding)))
+
+
+def test_blank_vrfy_and_expn_cannot_be_built():
+    """RFC 5321 4.1.1.6/4.1.1.7: the argument is a string, not blanks."""
+    from smtp_core import Expn
+
+    with pytest.raises(LocalProtocolError, match="blank"):
+        Vrfy(" ")
+    with pytest.raises(LocalProtocolError, match="blank"):
+        Expn("\t")
+
+
+def test_a_broken_connection_takes_no_more_data():
+    """After a RemoteProtocolError nothing more is buffered (bounded memory)."""
+    client = ClientConnection()
+    client.receive_data(b"hello\r\n")
+    with pytest.raises(RemoteProtocolError):
+        client.next_event()
+    with pytest.raises(RemoteProtocolError):
+        client.receive_data(b"x" * 65536)
+    assert len(client._buffer) <= len(b"hello\r\n")
+
+
+def test_ehlo_keywords_are_ascii_and_junk_lines_are_skipped():
+    """RFC 5321 4.1.1.1: ehlo-keyword is ASCII letters, digits and '-'; a
+    keyword that only upper-cases into SIZE (U+017F) is not SIZE, and a line
+    with a control character is no extension at all."""
+    client = greeted_client(
+        ehlo_reply="250-mx\r\n250-\u017fIZE 10\r\n250-DSN a\x00b\r\n250 PIPELINING\r\n".encode()
+    )
+    assert client.extensions is not None
+    assert client.extensions.keywords == (("PIPELINING", ()),)
+    assert client.state is State.GREETED

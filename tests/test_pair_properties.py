@@ -69,7 +69,7 @@ transactions = st.tuples(
 )
 
 
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(transactions=st.lists(transactions, min_size=1, max_size=3))
 def test_pipelined_transactions_keep_both_engines_in_step(transactions: list[tuple]):
     """RFC 2920 section 3: MAIL, RCPTs and DATA sent as one group; the server
@@ -183,7 +183,7 @@ def in_message(policy: BareLinePolicy) -> ConnectionPair:
     return pair
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(
     body=bodies,
     client_sizes=chunk_sizes,
@@ -225,7 +225,7 @@ def test_body_arrives_byte_identical_after_crlf_normalisation(
     assert pair.client.state is pair.server.state is State.GREETED
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     lines=st.lists(st.sampled_from([b".", b"..", b".\r\n.", b"x"]), min_size=1, max_size=12),
     final_crlf=st.booleans(),

@@ -117,7 +117,7 @@ def assert_round_trip(pair: ConnectionPair, command: Command) -> None:
     assert bytes(pair.wire_to_server[before:]) == write_command(command)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     domain=domains,
     hello=st.sampled_from([Ehlo, Helo]),
@@ -136,7 +136,7 @@ def test_ehlo_and_helo_round_trip(domain: str, hello: type, strict: bool, greete
     assert pair.client.state is pair.server.state is State.GREETED
 
 
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(
     path=st.none() | addresses(allow_utf8=True),
     params=mail_params(),
@@ -160,7 +160,7 @@ def test_mail_round_trips(path: Address | None, params: MailParams, strict: bool
     assert pair.server.transaction == pair.client.transaction == command
 
 
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(
     path=addresses(allow_utf8=True) | postmasters,
     params=rcpt_params(),
@@ -183,7 +183,7 @@ def test_rcpt_round_trips(path: Address, params: RcptParams, strict: bool):
     assert pair.server.recipients == pair.client.recipients == 1
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(
     command=st.one_of(
         st.builds(Vrfy, nonblank_arguments),
@@ -225,7 +225,7 @@ command_weights = ["mail"] * 3 + ["rcpt"] * 5 + ["data"] * 3 + list(command_stra
 any_commands = st.sampled_from(command_weights).flatmap(command_strategies.__getitem__)
 
 
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(
     steps=st.lists(
         st.tuples(any_commands, st.sampled_from([250] * 6 + [451, 550]), st.binary(max_size=20)),
@@ -296,7 +296,7 @@ def client_awaiting(
     return pair, command
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(reply=replies())
 def test_written_reply_is_parsed_back_equal(reply: Reply):
     """RFC 5321 4.2 and 4.2.1: a reply of one or more lines, each with the same
@@ -314,7 +314,7 @@ def test_written_reply_is_parsed_back_equal(reply: Reply):
     assert received.answers == command
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(reply=replies(), enhanced_status_codes=st.booleans())
 def test_reply_sent_by_server_is_received_equal_by_client(
     reply: Reply, enhanced_status_codes: bool
@@ -333,7 +333,7 @@ def test_reply_sent_by_server_is_received_equal_by_client(
     assert pair.client.state is pair.server.state
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(reply=replies(reply_codes.filter(lambda code: code // 100 != 3)))
 def test_greeting_round_trips_unchanged(reply: Reply):
     """RFC 5321 4.2 and 3.1: the greeting (220, or 554/4yz refusing service)

@@ -606,3 +606,14 @@ def test_reply_lines_over_512_octets_are_refused():
     with pytest.raises(LocalProtocolError, match="512"):
         server.send(Reply(250, "x" * 600))
     server.send(Reply(250, "ok"))
+
+
+def test_ehlo_domain_longer_than_255_octets_is_refused():
+    """RFC 5321 4.5.3.1.2: a domain is at most 255 octets, and the reply to
+    any accepted EHLO fits the 512-octet reply line."""
+    server = greeted(hello=None)
+    assert refused(server, b"EHLO " + b"h" * 256 + b"\r\n").code == 501
+    event = one(server, b"EHLO " + b"h" * 255 + b"\r\n")
+    assert isinstance(event, Ehlo)
+    data = server.send(server.ehlo_reply())
+    assert max(len(line) for line in data.split(b"\r\n")) + 2 <= 512
