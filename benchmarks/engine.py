@@ -460,6 +460,31 @@ def client_row(body: Body, repeat: int) -> Row:
     return Row(name, workload, rates, "MB/s", 1)
 
 
+def run_reference(pieces: Sequence[bytes], body: Body) -> float:
+    """The floor no engine beats: one find for the end and one replace to
+    un-stuff per piece, and nothing else (no limits, no events)."""
+    gc.collect()
+    start = time.perf_counter()
+    total = 0
+    for piece in pieces:
+        piece.find(b"\r\n.\r\n")
+        total += len(piece.replace(b"\r\n.", b"\r\n"))
+    elapsed = time.perf_counter() - start
+    if total < body.size:
+        raise BenchmarkError(f"reference: {total} octets out, at least {body.size} expected")
+    return elapsed
+
+
+def reference_row(body: Body, repeat: int) -> Row:
+    pieces = body.wire_pieces()
+    name, workload = "reference: bytes find+replace", f"{body.size / MB:,.0f} MiB, 64 KiB pieces"
+    try:
+        rates = measure(repeat, lambda: run_reference(pieces, body), body.size / MB)
+    except BenchmarkError as error:
+        return Row(name, workload, [], "MB/s", 1, str(error))
+    return Row(name, workload, rates, "MB/s", 1)
+
+
 def transactions_row(count: int, repeat: int) -> Row:
     message = make_content(random.Random(SEED + 1), KIB)
     name, workload = "pipelined transactions", f"{count:,} x (MAIL, 2 RCPT, DATA 1 KiB)"
@@ -579,6 +604,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     body = make_body(size)
     rows += server_rows(body, repeat)
     rows.append(client_row(body, repeat))
+    rows.append(reference_row(body, repeat))
 
     stuffed = body.wire_size() - 3 - body.size
     print(

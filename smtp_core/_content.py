@@ -173,26 +173,40 @@ class ContentReader:
 
     def _lines_fit(self, out: bytes, limit: int) -> bool:
         # RFC 5321 4.5.3.1.6: a line with its CRLF is at most ``limit`` octets.
-        # Jump from line start to line start looking for a newline within
-        # ``limit`` octets; keep the length of the unfinished line exact even
-        # past a fault, so the next read is judged the same way.
+        # Jump from line start to line start, each time to the last newline
+        # within ``limit`` octets, so the loop runs once per ``limit`` octets;
+        # keep the length of the unfinished line exact even past a fault, so
+        # the next read is judged the same way.
         size = len(out)
-        start = -self._line  # where the unfinished line began, relative to out
+        rfind = out.rfind
         fits = True
+        # The line carried over from the previous read must end first.
+        room = limit - self._line
+        if room > 0:
+            newline = rfind(b"\n", 0, room)
+        else:
+            newline = -1
+        if newline < 0:
+            if size < room:
+                self._line += size
+                return True
+            fits = False
+            newline = out.find(b"\n")
+            if newline < 0:
+                self._line += size
+                return False
+        start = newline + 1
         while size - start > limit:
-            window_end = start + limit
-            newline = out.rfind(b"\n", max(start, 0), window_end) if window_end > 0 else -1
+            newline = rfind(b"\n", start, start + limit)
             if newline < 0:
                 fits = False
-                newline = out.find(b"\n", max(window_end, 0))
+                newline = out.find(b"\n", start + limit)
                 if newline < 0:
-                    break
+                    self._line = size - start
+                    return False
             start = newline + 1
-        else:
-            newline = out.rfind(b"\n", max(start, 0))
-            if newline >= 0:
-                start = newline + 1
-        self._line = size - start
+        newline = rfind(b"\n", start)
+        self._line = size - (newline + 1 if newline >= 0 else start)
         return fits
 
     def _refuse(self, rank: int, code: int, enhanced: str, text: str) -> None:

@@ -277,3 +277,27 @@ def test_line_limit_holds_across_reads(split_at: int):
         reader.feed(too_long[cut:])
         reader.read()
         assert isinstance(reader.final, MessageRefused)
+
+
+@given(
+    st.lists(st.sampled_from([b"a", b"bb", b"\r\n", b"cccc", b"\n"]), max_size=60),
+    st.lists(st.integers(1, 9), min_size=1, max_size=10),
+)
+def test_line_limit_verdict_matches_a_naive_count_for_any_reads(
+    tokens: list[bytes], sizes: list[int]
+):
+    """RFC 5321 4.5.3.1.6 with a limit of 10 octets: refused exactly when some
+    line (with its line ending) is longer, however the reads fall."""
+    body = b"".join(tokens) + b"\r\n"
+    wire = body.replace(b"\r\n.", b"\r\n..") + b".\r\n"
+    too_long = any(len(line) + 1 > 10 for line in body.split(b"\n")[:-1])
+    reader = ContentReader(10, None, BareLinePolicy.ALLOW)
+    position = 0
+    index = 0
+    while reader.final is None:
+        size = sizes[index % len(sizes)]
+        index += 1
+        reader.feed(wire[position : position + size])
+        position += size
+        reader.read()
+    assert isinstance(reader.final, MessageRefused) == too_long
