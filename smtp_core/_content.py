@@ -182,10 +182,7 @@ class ContentReader:
         fits = True
         # The line carried over from the previous read must end first.
         room = limit - self._line
-        if room > 0:
-            newline = rfind(b"\n", 0, room)
-        else:
-            newline = -1
+        newline = rfind(b"\n", 0, room) if room > 0 else -1
         if newline < 0:
             if size < room:
                 self._line += size
