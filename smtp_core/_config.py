@@ -78,6 +78,23 @@ class ServerConfig:
     """Further RCPT parameter keywords the application handles."""
     extra_extensions: tuple[str, ...] = ()
     """Further EHLO lines to advertise, such as ``"XFOO bar"``."""
+    chunking: bool = True
+    """Advertise CHUNKING and accept BDAT (RFC 3030)."""
+    binarymime: bool = False
+    """Advertise BINARYMIME and accept BODY=BINARYMIME, which needs BDAT (RFC 3030)."""
+    starttls: bool = False
+    """Advertise STARTTLS (RFC 3207): turn it on when the I/O layer can do TLS.
+    Never advertised once TLS is on."""
+    require_tls: bool = False
+    """MAIL, RCPT, DATA, BDAT and AUTH get 530 5.7.0 before TLS (RFC 3207 section 4)."""
+    auth_mechanisms: tuple[str, ...] = ()
+    """SASL mechanisms to advertise with AUTH (RFC 4954); none: no AUTH."""
+    auth_requires_tls: bool = True
+    """PLAIN and LOGIN are neither advertised nor accepted before TLS
+    (538 5.7.11, RFC 4954 section 4): passwords never cross in clear."""
+    lmtp: bool = False
+    """Speak LMTP (RFC 2033): LHLO instead of EHLO/HELO, and one reply per
+    accepted recipient after the content."""
 
     def __post_init__(self) -> None:
         if (
@@ -106,6 +123,11 @@ class ServerConfig:
                     f"ServerConfig.{name} must hold upper-case keywords, got {value!r}"
                 )
             object.__setattr__(self, name, frozenset(value))
+        for mechanism in self.auth_mechanisms:
+            if not isinstance(mechanism, str) or mechanism != mechanism.upper() or not mechanism:
+                raise LocalProtocolError(
+                    f"ServerConfig.auth_mechanisms must hold upper-case names, got {mechanism!r}"
+                )
         for line in self.extra_extensions:
             if not isinstance(line, str) or not line or any(c in line for c in "\r\n\0"):
                 raise LocalProtocolError(
@@ -130,6 +152,12 @@ class ClientConfig:
     bare_line_ending: BareLinePolicy = BareLinePolicy.NORMALIZE
     """A bare CR or LF in content the application sends: NORMALIZE it to
     CRLF (the default) or REJECT it with LocalProtocolError. Never sent bare."""
+    require_tls: bool = False
+    """Refuse (LocalProtocolError) to send MAIL, RCPT, DATA, BDAT or AUTH
+    before TLS: a STARTTLS that was not offered, or answered 454 or 502,
+    cannot downgrade the session to plaintext (RFC 3207 section 6)."""
+    lmtp: bool = False
+    """Speak LMTP (RFC 2033): LHLO, and a reply per recipient after content."""
 
     def __post_init__(self) -> None:
         if (

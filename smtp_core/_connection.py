@@ -14,12 +14,17 @@
 # would lead to if they all succeed.
 from __future__ import annotations
 
+import base64
+import binascii
 from collections import deque
 from typing import NoReturn
 
 from ._config import ClientConfig, ServerConfig
 from ._content import ContentReader, ContentWriter
 from ._events import (
+    Auth,
+    AuthResponse,
+    Bdat,
     Command,
     CommandError,
     ConnectionClosed,
@@ -27,6 +32,7 @@ from ._events import (
     Ehlo,
     Event,
     Helo,
+    Lhlo,
     Mail,
     MessageChunk,
     MessageEnd,
@@ -37,12 +43,19 @@ from ._events import (
     _trusted,
 )
 from ._extensions import Extensions
-from ._readers import parse_command, parse_reply_line
+from ._readers import (
+    BdatSyntaxError,
+    parse_auth_response,
+    parse_bdat,
+    parse_command,
+    parse_reply_line,
+)
 from ._receivebuffer import ReceiveBuffer, TooLong
 from ._state import (
     GROUP_ENDERS,
     Answered,
     Greeting,
+    Policy,
     Session,
     State,
     check_command,
@@ -65,16 +78,35 @@ _MAX_REPLY_LINE = 512
 # RFC 5321 4.5.3.1.4: every server takes command lines of 512 octets.
 _MIN_COMMAND_LINE = 512
 _ACCEPTED = {2: Reply(250), 3: Reply(354)}
+# RFC 4954 section 4: AUTH lines and SASL responses may be 12288 octets.
+_MAX_AUTH_LINE = 12288
 
 
 class _Connection:
     __slots__ = ("_buffer", "_error", "_peer_closed", "_session")
 
-    def __init__(self) -> None:
+    def __init__(self, *, tls: bool, lmtp: bool) -> None:
         self._buffer = ReceiveBuffer()
         self._peer_closed = False
         self._error: ProtocolError | None = None
-        self._session = Session()
+        self._session = Session(tls=tls, lmtp=lmtp)
+
+    def _start_tls(self) -> None:
+        if self._session.state is not State.TLS_HANDSHAKE:
+            raise LocalProtocolError(
+                f"tls_started() only after STARTTLS was answered 220, "
+                f"not in state {self._session.state.name}"
+            )
+        if self._buffer:
+            # CVE-2011-0411 (server) and the response injection fixed in
+            # aiosmtplib 5.1.2 (client): plaintext sent before the handshake
+            # must never be read as if it came over TLS.
+            self._fail(
+                f"{len(self._buffer)} octets arrived in plaintext after STARTTLS and "
+                "before the TLS handshake (injection)",
+                Reply(554, "plaintext after STARTTLS", "5.5.1"),
+            )
+        self._session.tls_started()
 
     @property
     def state(self) -> State:
@@ -93,9 +125,19 @@ class _Connection:
         return self._session.mail
 
     @property
-    def recipients(self) -> int:
-        """How many RCPTs the open transaction has had accepted."""
+    def recipients(self) -> tuple[Rcpt, ...]:
+        """The RCPTs the open transaction has had accepted, in order."""
         return self._session.recipients
+
+    @property
+    def tls(self) -> bool:
+        """Whether the connection is under TLS (STARTTLS done, or implicit)."""
+        return self._session.tls
+
+    @property
+    def authenticated(self) -> bool:
+        """Whether an AUTH exchange succeeded on this connection."""
+        return self._session.authenticated
 
     def _check_usable(self) -> None:
         if self._error is not None:
@@ -131,25 +173,57 @@ class ServerConnection(_Connection):
     ``next_event()`` returns a command event, ``MessageChunk`` /
     ``MessageEnd`` / ``MessageRefused`` while content flows, ``CommandError``
     for a line that must be refused, ``ConnectionClosed``, ``NEED_DATA``, or
-    ``PAUSED`` while a reply is owed (the greeting first of all).
+    ``PAUSED`` while a reply is owed (the greeting first of all) or while a
+    TLS handshake is under way. ``tls=True`` starts the connection as already
+    secure (implicit TLS, RFC 8314).
     """
 
-    __slots__ = ("_content", "_line_limit", "_owed", "_owed_refusal", "config")
+    __slots__ = (
+        "_chunk_left",
+        "_chunk_total",
+        "_content",
+        "_line_limit",
+        "_owed",
+        "_owed_command",
+        "_owed_left",
+        "_owed_refusal",
+        "_pending_chunk_event",
+        "_policy",
+        "config",
+    )
 
-    def __init__(self, config: ServerConfig | None = None) -> None:
-        super().__init__()
-        self.config = config or ServerConfig()
+    def __init__(self, config: ServerConfig | None = None, *, tls: bool = False) -> None:
+        self.config = config = config or ServerConfig()
+        super().__init__(tls=tls, lmtp=config.lmtp)
         self._owed: Answered | CommandError | None = Greeting()
+        self._owed_command: Answered | None = None  # what a CommandError's reply moves
         self._owed_refusal = False
+        self._owed_left = 1  # replies still owed (LMTP: one per recipient)
         self._content: ContentReader | None = None
-        advertised = Session(extensions=self.advertised())
-        self._line_limit = max(
-            command_line_limit(kind, advertised, self.config.max_command_line)
-            for kind in (Mail, Rcpt)
+        self._chunk_left: int | None = None  # BDAT octets still to read
+        self._chunk_total = 0
+        self._pending_chunk_event: Command | CommandError | None = None
+        self._policy = Policy(
+            extra_mail=config.extra_mail_parameters,
+            extra_rcpt=config.extra_rcpt_parameters,
+            max_recipients=config.max_recipients,
+            require_tls=config.require_tls,
+            auth_requires_tls=config.auth_requires_tls,
         )
+        everything = Session(extensions=self._advertised(tls=False, everything=True))
+        limits = [
+            command_line_limit(kind, everything, config.max_command_line) for kind in (Mail, Rcpt)
+        ]
+        if config.auth_mechanisms:
+            limits.append(_MAX_AUTH_LINE)
+        self._line_limit = max(limits)
 
     def advertised(self) -> Extensions:
-        """The extensions this server's config advertises."""
+        """The extensions this server offers now (STARTTLS only before TLS;
+        PLAIN and LOGIN only under TLS when ``auth_requires_tls``)."""
+        return self._advertised(tls=self._session.tls, everything=False)
+
+    def _advertised(self, *, tls: bool, everything: bool) -> Extensions:
         config = self.config
         keywords: list[tuple[str, tuple[str, ...]]] = []
         if config.pipelining:
@@ -164,6 +238,19 @@ class ServerConnection(_Connection):
             keywords.append(("DSN", ()))
         if config.enhanced_status_codes:
             keywords.append(("ENHANCEDSTATUSCODES", ()))
+        if config.chunking:
+            keywords.append(("CHUNKING", ()))
+            if config.binarymime:
+                keywords.append(("BINARYMIME", ()))
+        if config.starttls and not tls:
+            keywords.append(("STARTTLS", ()))
+        mechanisms = tuple(
+            m
+            for m in config.auth_mechanisms
+            if everything or tls or not config.auth_requires_tls or m not in ("PLAIN", "LOGIN")
+        )
+        if mechanisms:
+            keywords.append(("AUTH", mechanisms))
         extensions = Extensions(tuple(keywords))
         if config.extra_extensions:
             extra = Extensions.from_lines(config.extra_extensions)
@@ -171,20 +258,25 @@ class ServerConnection(_Connection):
         return extensions
 
     def greeting(self) -> Reply:
-        """The usual greeting: ``220 <hostname> ESMTP`` (RFC 5321 4.2)."""
-        return Reply(220, f"{self.config.hostname} ESMTP")
+        """The usual greeting: ``220 <hostname> ESMTP`` (``LMTP`` in LMTP mode)."""
+        return Reply(220, f"{self.config.hostname} {'LMTP' if self.config.lmtp else 'ESMTP'}")
 
     def ehlo_reply(self) -> Reply:
-        """The reply to the EHLO or HELO awaiting one, built from the config."""
+        """The reply to the EHLO, LHLO or HELO awaiting one, built from the config."""
         owed = self._owed
         if isinstance(owed, Helo):
             return Reply(250, self.config.hostname)
-        if not isinstance(owed, Ehlo):
-            raise LocalProtocolError(f"no EHLO or HELO awaits a reply (owed: {owed!r})")
+        if not isinstance(owed, (Ehlo, Lhlo)):
+            raise LocalProtocolError(f"no EHLO, LHLO or HELO awaits a reply (owed: {owed!r})")
         first = f"{self.config.hostname} greets {owed.domain}"
         if len(first.encode("utf-8", "surrogateescape")) + 6 > _MAX_REPLY_LINE:
             first = self.config.hostname  # the echo is courtesy; the limit is a rule
         return Reply(250, (first, *self.advertised().lines()))
+
+    def tls_started(self) -> None:
+        """The TLS handshake after STARTTLS is done: EHLO is needed again."""
+        self._check_usable()
+        self._start_tls()
 
     def _feed(self, data: bytes) -> None:
         # While content flows, bytes go to the content reader; once it has
@@ -196,92 +288,174 @@ class ServerConnection(_Connection):
         else:
             self._buffer.feed(data)
 
+    def _owe(self, event: Answered | CommandError, *, refusal: bool = False) -> None:
+        self._owed = event
+        self._owed_refusal = refusal
+        answered = event if not isinstance(event, CommandError) else None
+        self._owed_left = self._session.replies_owed(answered) if answered is not None else 1
+
     def next_event(self) -> Event | Sentinel:
         """The next thing the client said, or NEED_DATA, or PAUSED."""
         self._check_usable()
-        if self._session.state is State.CLOSED:
+        state = self._session.state
+        if state is State.CLOSED:
             return _trusted(ConnectionClosed)
-        if self._owed is not None:
+        if self._owed is not None or state is State.TLS_HANDSHAKE:
             return PAUSED
-        content = self._content
-        if content is not None:
-            chunk = content.read()
-            final = content.final
-            if final is not None and content.leftover:
-                self._buffer.feed(content.leftover)
-                content.leftover = b""
-            if chunk is not None:
-                return _trusted(MessageChunk, chunk)
-            if final is None:
-                return self._closed() if self._peer_closed else NEED_DATA
-            self._content = None
-            self._owed = _trusted(MessageEnd)
-            self._owed_refusal = isinstance(final, MessageRefused)
-            return final
-        item = self._buffer.take_line(self._line_limit)
+        if self._content is not None:
+            return self._next_content(self._content)
+        if self._chunk_left is not None:
+            return self._next_chunk()
+        limit = _MAX_AUTH_LINE if state is State.AUTH_EXCHANGE else self._line_limit
+        item = self._buffer.take_line(limit)
         if item is None:
             return self._closed() if self._peer_closed else NEED_DATA
+        kind: type | None = None
         if isinstance(item, TooLong):
-            event: Event = _trusted(
-                CommandError, item.head, Reply(500, "command line too long", "5.5.2")
+            event: Command | CommandError = _trusted(
+                CommandError, item.head, Reply(500, "line too long", "5.5.2")
             )
+            if state is State.AUTH_EXCHANGE:
+                kind = AuthResponse
+        elif state is State.AUTH_EXCHANGE:
+            event, kind = parse_auth_response(item)
         else:
-            event = parse_command(item, self._session, self.config)
-        self._owed = event  # type: ignore[assignment]
+            bdat = self._bdat(item.data)
+            event, kind = parse_command(item, self._session, self.config, self._policy)
+            if bdat is not None:
+                return self._start_chunk(bdat, event)
+        self._owed_command = _trusted(AuthResponse, b"") if kind is AuthResponse else None
+        self._owe(event)
         return event
+
+    def _bdat(self, line: bytes) -> Bdat | None:
+        """A BDAT line's size, read before anything else judges the line: its
+        octets must be consumed whatever the verdict (RFC 3030 section 2)."""
+        if not self.config.chunking or line[:5].upper() not in (b"BDAT ", b"BDAT"):
+            return None
+        try:
+            command = parse_bdat(line.decode("ascii", "replace")[5:])
+        except BdatSyntaxError as error:
+            self._fail(str(error), Reply(501, "bad BDAT size: closing", "5.5.4"))
+        return command
+
+    def _start_chunk(self, bdat: Bdat, event: Command | CommandError) -> Event | Sentinel:
+        self._chunk_left = bdat.size
+        self._owed_command = bdat if isinstance(event, Bdat) else None
+        self._pending_chunk_event = event
+        return self._next_chunk()
+
+    def _next_chunk(self) -> Event | Sentinel:
+        left = self._chunk_left
+        assert left is not None
+        event = self._pending_chunk_event
+        assert event is not None
+        if left:
+            data = self._buffer.take(left)
+            if not data:
+                return self._closed() if self._peer_closed else NEED_DATA
+            self._chunk_left = left = left - len(data)
+            if isinstance(event, Bdat):
+                self._chunk_total += len(data)
+                limit = self.config.max_message_size
+                if limit is None or self._chunk_total <= limit:
+                    return _trusted(MessageChunk, data)
+            if left:
+                return self._next_chunk()
+        self._chunk_left = None
+        limit = self.config.max_message_size
+        if isinstance(event, Bdat):
+            if limit is not None and self._chunk_total > limit:
+                refused = _trusted(
+                    MessageRefused,
+                    Reply(552, f"message larger than the {limit} octets allowed", "5.3.4"),
+                )
+                self._owe(event, refusal=True)
+                return refused
+            self._owe(event)
+        else:
+            self._owe(event)
+        return event
+
+    def _next_content(self, content: ContentReader) -> Event | Sentinel:
+        chunk = content.read()
+        final = content.final
+        if final is not None and content.leftover:
+            self._buffer.feed(content.leftover)
+            content.leftover = b""
+        if chunk is not None:
+            return _trusted(MessageChunk, chunk)
+        if final is None:
+            return self._closed() if self._peer_closed else NEED_DATA
+        self._content = None
+        self._owe(_trusted(MessageEnd), refusal=isinstance(final, MessageRefused))
+        return final
 
     def send(self, event: Event) -> bytes:
         """The bytes for a reply (or ``ConnectionClosed()``: b"", and CLOSED)."""
         self._check_usable()
+        session = self._session
         if isinstance(event, ConnectionClosed):
-            self._session.state = State.CLOSED
+            session.state = State.CLOSED
             return b""
         if not isinstance(event, Reply):
             raise LocalProtocolError(f"a server sends Reply events, not {event!r}")
-        if self._session.state is State.CLOSED:
+        if session.state is State.CLOSED:
             raise LocalProtocolError("the connection is closed")
         owed = self._owed
         reply = event
         if owed is None and reply.code != 421:
             raise LocalProtocolError(
-                f"no command awaits a reply in state {self._session.state.name} "
+                f"no command awaits a reply in state {session.state.name} "
                 f"(only 421 may be sent unasked), got {reply!r}"
             )
+        refused = isinstance(owed, CommandError) or self._owed_refusal
         if owed is not None and reply.code != 421:
-            if isinstance(owed, CommandError) or self._owed_refusal:
+            if refused:
                 if reply.code < 400:
-                    refused = owed.reply if isinstance(owed, CommandError) else "the message"
+                    what = owed.reply if isinstance(owed, CommandError) else "the message"
                     raise LocalProtocolError(
-                        f"the engine refused this ({refused!r}): it must be answered "
+                        f"the engine refused this ({what!r}): it must be answered "
                         f"4yz or 5yz, not {reply.code}"
                     )
             else:
-                fault = self._session.reply_fault(owed, reply)
+                assert not isinstance(owed, CommandError)
+                fault = session.reply_fault(owed, reply)
                 if fault is not None:
                     raise LocalProtocolError(fault)
-        answered: Answered = (
-            MessageEnd() if owed is None or isinstance(owed, CommandError) else owed
-        )
-        enhanced = self._session.default_enhanced(answered, reply)
+        if isinstance(owed, CommandError) or owed is None:
+            answered: Answered | None = self._owed_command
+        else:
+            answered = owed
+        enhanced = session.default_enhanced(answered or MessageEnd(), reply)
         if enhanced is not None:
             reply = Reply(reply.code, reply.lines, enhanced)
         data = _write_checked(reply)
-        if owed is None or isinstance(owed, CommandError):
-            if reply.code == 421:
-                self._session.state = State.CLOSED
+        if reply.code == 421:
+            session.state = State.CLOSED
         else:
-            self._session.apply(owed, reply)
+            self._owed_left -= 1
+            if self._owed_left > 0:
+                return data  # LMTP: more per-recipient replies are owed
+            if answered is not None and (not isinstance(owed, CommandError) or self._owed_command):
+                session.apply(answered, reply)
         self._owed = None
+        self._owed_command = None
         self._owed_refusal = False
-        if self._session.state is State.IN_MESSAGE and self._content is None:
+        state = session.state
+        if state is State.IN_MESSAGE and self._content is None:
             config = self.config
             self._content = ContentReader(
                 config.max_text_line, config.max_message_size, config.bare_line_ending
             )
             if self._buffer:
                 self._content.feed(self._buffer.take_all())
-        elif self._session.state is State.CLOSED:
+        elif state in (State.GREETED, State.READY, State.CLOSED):
             self._content = None
+            if session.mail is None:
+                self._chunk_total = 0
+        if state is State.TLS_HANDSHAKE and self._buffer:
+            self._start_tls()  # raises: commands were pipelined after STARTTLS
         return data
 
 
@@ -301,30 +475,56 @@ class ClientConnection(_Connection):
     """The client side of one SMTP connection: commands out, replies in.
 
     ``next_event()`` returns a ``Reply`` (whose ``answers`` names the command
-    it answers), ``ConnectionClosed`` or ``NEED_DATA``.
+    it answers: in LMTP, the replies after the content answer the accepted
+    ``Rcpt`` they report on), ``ConnectionClosed``, ``NEED_DATA``, or
+    ``PAUSED`` while a TLS handshake is under way. ``tls=True`` starts the
+    connection as already secure (implicit TLS, RFC 8314).
     """
 
-    __slots__ = ("_code", "_lines", "_pending", "_projected", "_writer", "config")
+    __slots__ = (
+        "_chunk_left",
+        "_code",
+        "_lines",
+        "_pending",
+        "_per_recipient",
+        "_policy",
+        "_projected",
+        "_writer",
+        "config",
+    )
 
-    def __init__(self, config: ClientConfig | None = None) -> None:
-        super().__init__()
-        self.config = config or ClientConfig()
+    def __init__(self, config: ClientConfig | None = None, *, tls: bool = False) -> None:
+        self.config = config = config or ClientConfig()
+        super().__init__(tls=tls, lmtp=config.lmtp)
+        self._policy = Policy(require_tls=config.require_tls)
         self._pending: deque[Answered] = deque([Greeting()])
-        self._projected = Session()
+        self._projected = self._session.copy()
         self._lines: list[str] = []
         self._code = 0
         self._writer: ContentWriter | None = None
+        self._chunk_left = 0  # BDAT octets the application still has to send
+        self._per_recipient: list[Rcpt] = []  # LMTP: recipients still to hear about
 
     @property
     def pending(self) -> tuple[Command | MessageEnd, ...]:
         """The commands sent and not yet answered, oldest first."""
         return tuple(c for c in self._pending if not isinstance(c, Greeting))
 
-    def next_event(self) -> Event | Sentinel:
-        """The next reply from the server, or NEED_DATA."""
+    def tls_started(self) -> None:
+        """The TLS handshake after the 220 to STARTTLS is done: the client
+        must send EHLO again, and knows no extension until then."""
         self._check_usable()
-        if self._session.state is State.CLOSED:
+        self._start_tls()
+        self._project()
+
+    def next_event(self) -> Event | Sentinel:
+        """The next reply from the server, NEED_DATA, or PAUSED during TLS."""
+        self._check_usable()
+        state = self._session.state
+        if state is State.CLOSED:
             return _trusted(ConnectionClosed)
+        if state is State.TLS_HANDSHAKE:
+            return PAUSED
         config = self.config
         while True:
             item = self._buffer.take_line(config.max_reply_line)
@@ -356,24 +556,44 @@ class ClientConnection(_Connection):
         return self._answer(code, lines)
 
     def _answer(self, code: int, lines: tuple[str, ...]) -> Reply:
+        session = self._session
         if not self._pending:
             if code != 421:
                 self._fail(f"reply {code} {lines[0]!r} came when no command awaited one")
-            self._session.state = State.CLOSED
+            session.state = State.CLOSED
             return _reply(code, lines, None)
-        command = self._pending.popleft()
-        answers = None if isinstance(command, Greeting) else command
-        reply = _reply(code, lines, answers)
-        fault = self._session.reply_fault(command, reply)
+        command = self._pending[0]
+        fault_probe = _reply(code, lines, None)
+        fault = session.reply_fault(command, fault_probe)
         if fault is not None:
             self._fail(f"server broke the protocol: {fault}")
-        self._session.apply(command, reply)
-        if self._session.state is State.IN_MESSAGE:
+        if code != 421 and session.replies_owed(command) > 1:
+            # RFC 2033 4.2: after the content, one reply per accepted RCPT.
+            if not self._per_recipient:
+                self._per_recipient = list(session.recipients)
+            recipient = self._per_recipient.pop(0)
+            if self._per_recipient:
+                return _reply(code, lines, recipient)
+            answers: Command | MessageEnd | None = recipient
+        else:
+            answers = None if isinstance(command, Greeting) else command
+        self._pending.popleft()
+        reply = _reply(code, lines, answers)
+        if code == 334 and isinstance(command, (Auth, AuthResponse)):
+            try:
+                base64.b64decode(lines[0], validate=True)
+            except (binascii.Error, ValueError):
+                self._fail(f"334 challenge is not base64 (RFC 4954 section 4): {lines[0]!r}")
+        session.apply(command, reply)
+        state = session.state
+        if state is State.IN_MESSAGE:
             if isinstance(command, Data):
                 self._writer = ContentWriter(self.config.bare_line_ending)
         else:
             self._writer = None
-        if self._session.state is State.CLOSED:
+        if state is State.TLS_HANDSHAKE and self._buffer:
+            self._start_tls()  # raises: replies were injected before the handshake
+        if state is State.CLOSED:
             self._pending.clear()
         self._project()
         return reply
@@ -381,9 +601,7 @@ class ClientConnection(_Connection):
     def _project(self) -> None:
         projected = self._session.copy()
         for command in self._pending:
-            entry = projected.entry(type(command))
-            success = getattr(entry, "success_class", 2)
-            projected.apply(command, _ACCEPTED.get(success, _ACCEPTED[2]))
+            projected.apply(command, _accepted(projected, command))
         self._projected = projected
 
     def send(self, event: Event) -> bytes:
@@ -396,12 +614,22 @@ class ClientConnection(_Connection):
         if state is State.CLOSED:
             raise LocalProtocolError("the connection is closed")
         pending = self._pending
+        if isinstance(event, MessageChunk) and self._chunk_left:
+            # RFC 3030 section 2: exactly the announced octets, sent as they are.
+            size = len(event.data)
+            if size > self._chunk_left:
+                raise LocalProtocolError(
+                    f"BDAT announced {self._chunk_left} more octets, got {size}"
+                )
+            self._chunk_left -= size
+            return event.data
         if isinstance(event, (MessageChunk, MessageEnd)):
             writer = self._writer
             if writer is None or pending:
                 raise LocalProtocolError(
-                    f"message content may only be sent after DATA was answered 354 "
-                    f"(state {state.name}, awaiting {len(pending)} replies)"
+                    f"message content may only be sent after DATA was answered 354, or "
+                    f"after BDAT for its octets (state {state.name}, awaiting "
+                    f"{len(pending)} replies)"
                 )
             if isinstance(event, MessageChunk):
                 return writer.write(event.data)
@@ -413,6 +641,10 @@ class ClientConnection(_Connection):
         if isinstance(event, (Reply, MessageRefused, CommandError)):
             raise LocalProtocolError(f"a client sends commands and content, not {event!r}")
         command: Command = event
+        if self._chunk_left:
+            raise LocalProtocolError(
+                f"the last BDAT still needs {self._chunk_left} octets of content"
+            )
         if pending:
             last = pending[-1]
             if isinstance(last, Greeting):
@@ -432,16 +664,19 @@ class ClientConnection(_Connection):
             raise LocalProtocolError("send the message content and MessageEnd first")
         if state is State.IN_MESSAGE and not pending:
             raise LocalProtocolError("the message content is not finished")
-        refusal = check_command(
-            command, self._projected, extra_mail=None, extra_rcpt=None, max_recipients=None
-        )
+        refusal = check_command(command, self._projected, self._policy)
         if refusal is not None:
             raise LocalProtocolError(
                 f"cannot send {_verb(command)} in state {self._projected.state.name}: "
                 f"{refusal.text} (a server must answer {refusal.code} {refusal.enhanced})"
             )
         data = write_command(command)
-        limit = command_line_limit(type(command), self._projected, _MIN_COMMAND_LINE)
+        kind = type(command)
+        limit = (
+            _MAX_AUTH_LINE
+            if kind in (Auth, AuthResponse)
+            else command_line_limit(kind, self._projected, _MIN_COMMAND_LINE)
+        )
         if len(data) > limit:
             # RFC 5321 4.5.3.1.4: a server need not take a longer line.
             raise LocalProtocolError(
@@ -449,10 +684,16 @@ class ClientConnection(_Connection):
                 f"at most {limit} may be sent (RFC 5321 4.5.3.1.4)"
             )
         pending.append(command)
-        entry = self._projected.entry(type(command))
-        success = getattr(entry, "success_class", 2)
-        self._projected.apply(command, _ACCEPTED[success])
+        self._projected.apply(command, _accepted(self._projected, command))
+        if isinstance(command, Bdat):
+            self._chunk_left = command.size
         return data
+
+
+def _accepted(session: Session, command: Answered) -> Reply:
+    """The reply that would accept ``command`` (what the projection assumes)."""
+    entry = session.entry(type(command))
+    return _ACCEPTED.get(getattr(entry, "success_class", 2), _ACCEPTED[2])
 
 
 def _verb(command: Answered) -> str:

@@ -17,6 +17,12 @@ from ._parameters import MailParams, RcptParams
 from ._util import LocalProtocolError
 
 __all__ = [
+    "StartTls",
+    "Lhlo",
+    "Bdat",
+    "AuthResponse",
+    "AuthCancel",
+    "Auth",
     "Command",
     "CommandError",
     "ConnectionClosed",
@@ -43,6 +49,7 @@ _T = TypeVar("_T")
 # RFC 3463 section 2: class "." subject "." detail; the class is 2, 4 or 5.
 _ENHANCED = re.compile(r"([245])\.(?:0|[1-9]\d{0,2})\.(?:0|[1-9]\d{0,2})")
 # Characters that may never appear in text we put on a command or reply line.
+_MECHANISM = re.compile(r"[A-Z0-9_-]{1,20}")
 _FORBIDDEN_TEXT = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
@@ -267,7 +274,7 @@ class Vrfy:
 
     def __post_init__(self) -> None:
         _check_text("Vrfy", "text", self.text, required=True)
-        if not self.text.strip():
+        if not self.text.strip(" \t"):
             raise LocalProtocolError("Vrfy.text must not be blank (RFC 5321 4.1.1.6)")
 
 
@@ -279,7 +286,7 @@ class Expn:
 
     def __post_init__(self) -> None:
         _check_text("Expn", "text", self.text, required=True)
-        if not self.text.strip():
+        if not self.text.strip(" \t"):
             raise LocalProtocolError("Expn.text must not be blank (RFC 5321 4.1.1.7)")
 
 
@@ -306,6 +313,86 @@ class Noop:
 @dataclass(frozen=True, slots=True)
 class Quit:
     """QUIT: the client is done (RFC 5321 4.1.1.10)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Lhlo:
+    """LHLO: EHLO's counterpart in LMTP (RFC 2033 section 4.1)."""
+
+    domain: str
+
+    def __post_init__(self) -> None:
+        _check_domain_argument("Lhlo", self.domain)
+
+
+@dataclass(frozen=True, slots=True)
+class StartTls:
+    """STARTTLS: asks to turn the connection into TLS (RFC 3207 section 4)."""
+
+
+def _check_bytes(owner: str, name: str, value: object) -> None:
+    if not isinstance(value, bytes):
+        raise LocalProtocolError(f"{owner}.{name} must be bytes, got {type(value).__name__}")
+
+
+@dataclass(frozen=True, slots=True)
+class Auth:
+    """AUTH: starts a SASL exchange (RFC 4954 section 4).
+
+    ``initial_response`` is the decoded initial response: None when the client
+    sent none, ``b""`` for an empty one (``=`` on the wire).
+    """
+
+    mechanism: str
+    initial_response: bytes | None = None
+
+    def __post_init__(self) -> None:
+        _check_text("Auth", "mechanism", self.mechanism, required=True)
+        # RFC 4422 3.1: sasl-mech = 1*20 of upper-case letters, digits, - and _
+        if not _MECHANISM.fullmatch(self.mechanism):
+            raise LocalProtocolError(
+                f"Auth.mechanism must be 1-20 of A-Z 0-9 - _ (RFC 4422 3.1), got {self.mechanism!r}"
+            )
+        if self.initial_response is not None:
+            _check_bytes("Auth", "initial_response", self.initial_response)
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class AuthResponse:
+    """A client's answer to a 334 challenge, decoded from base64 (RFC 4954)."""
+
+    data: bytes
+
+    def __post_init__(self) -> None:
+        _check_bytes("AuthResponse", "data", self.data)
+
+    def __repr__(self) -> str:
+        # SASL responses carry credentials: never print them.
+        return f"AuthResponse(<{len(self.data)} bytes>)"
+
+
+@dataclass(frozen=True, slots=True)
+class AuthCancel:
+    """``*`` in answer to a 334 challenge: the client gives up (RFC 4954 section 4)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Bdat:
+    """BDAT: a chunk of ``size`` octets of message content follows (RFC 3030 section 2).
+
+    A server hands this event out once the chunk's octets have been read (as
+    MessageChunk events before it), since that is when a reply is owed. A
+    client sends it before the chunk's octets.
+    """
+
+    size: int
+    last: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.size, int) or isinstance(self.size, bool) or self.size < 0:
+            raise LocalProtocolError(f"Bdat.size must be an int >= 0, got {self.size!r}")
+        if not isinstance(self.last, bool):
+            raise LocalProtocolError(f"Bdat.last must be a bool, got {self.last!r}")
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -370,7 +457,25 @@ class ConnectionClosed:
     """The peer closed the connection, or the protocol ended it."""
 
 
-Command: TypeAlias = Ehlo | Helo | Mail | Rcpt | Data | Rset | Vrfy | Expn | Help | Noop | Quit
+Command: TypeAlias = (
+    Ehlo
+    | Helo
+    | Lhlo
+    | Mail
+    | Rcpt
+    | Data
+    | Bdat
+    | Rset
+    | Vrfy
+    | Expn
+    | Help
+    | Noop
+    | Quit
+    | StartTls
+    | Auth
+    | AuthResponse
+    | AuthCancel
+)
 """Every command event (the things a client sends and a server receives)."""
 
 Event: TypeAlias = (

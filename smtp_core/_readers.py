@@ -7,11 +7,18 @@
 # CommandError and the suggested reply.
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 from collections.abc import Callable
 
 from ._address import Address, PathError, parse_forward_path, parse_reverse_path
 from ._config import ServerConfig
 from ._events import (
+    Auth,
+    AuthCancel,
+    AuthResponse,
+    Bdat,
     Command,
     CommandError,
     Data,
@@ -19,29 +26,36 @@ from ._events import (
     Expn,
     Helo,
     Help,
+    Lhlo,
     Mail,
     Noop,
     Quit,
     Rcpt,
     Reply,
     Rset,
+    StartTls,
     Vrfy,
     _trusted,
 )
 from ._parameters import ParameterError, parse_mail_params, parse_rcpt_params
 from ._receivebuffer import Line
-from ._state import Refusal, Session, check_command, command_line_limit
+from ._state import Policy, Refusal, Session, check_command, command_line_limit
 from ._util import LocalProtocolError, RemoteProtocolError
 
-__all__ = ["parse_command", "parse_reply_line"]
+__all__ = [
+    "BdatSyntaxError",
+    "parse_auth_response",
+    "parse_bdat",
+    "parse_command",
+    "parse_reply_line",
+]
 
 _CONTROLS = bytes(range(32)) + b"\x7f"
 
 # RFC 5321 4.1.1 and 4.1.5: verbs that exist but that this server does not
 # carry out (yet); they get 502 rather than 500.
-_NOT_IMPLEMENTED = frozenset(
-    {"TURN", "SEND", "SOML", "SAML", "ETRN", "ATRN", "BDAT", "STARTTLS", "AUTH", "LHLO"}
-)
+_NOT_IMPLEMENTED = frozenset({"TURN", "SEND", "SOML", "SAML", "ETRN", "ATRN"})
+_MECHANISM = re.compile(r"[A-Z0-9_-]{1,20}")
 
 
 _MAX_DOMAIN = 255
@@ -148,7 +162,63 @@ def _expn(argument: str, config: ServerConfig) -> Command:
     return _trusted(Expn, argument)
 
 
+def _lhlo(argument: str, config: ServerConfig) -> Command:
+    return _trusted(Lhlo, _parse_hello("LHLO", argument, config))
+
+
+def _starttls(argument: str, config: ServerConfig) -> Command:
+    # RFC 3207 section 4: "STARTTLS" CRLF, no parameters; 501 otherwise.
+    _no_argument("STARTTLS", argument, config)
+    return _trusted(StartTls)
+
+
+def _auth(argument: str, config: ServerConfig) -> Command:
+    # RFC 4954 section 4: AUTH SP mechanism [SP initial-response]
+    words = argument.split(" ")
+    if not words[0] or len(words) > 2:
+        raise _Refused(501, "5.5.4", "syntax: AUTH mechanism [initial-response]")
+    mechanism = words[0].upper()
+    if not _MECHANISM.fullmatch(mechanism):
+        raise _Refused(504, "5.5.4", "unrecognized authentication mechanism")
+    initial: bytes | None = None
+    if len(words) == 2:
+        if words[1] == "=":
+            initial = b""
+        else:
+            try:
+                initial = base64.b64decode(words[1], validate=True)
+            except (binascii.Error, ValueError):
+                raise _Refused(501, "5.5.2", "initial response is not valid base64") from None
+            if not initial:
+                raise _Refused(501, "5.5.2", "an empty initial response is sent as '='")
+    return _trusted(Auth, mechanism, initial)
+
+
+class BdatSyntaxError(Exception):
+    """A BDAT line whose size cannot be read: the stream cannot be resynchronised."""
+
+
+def _bdat(argument: str, config: ServerConfig) -> Command:
+    return parse_bdat(argument)
+
+
+def parse_bdat(argument: str) -> Bdat:
+    """The arguments of a BDAT line (RFC 3030 section 2: "BDAT" SP
+    chunk-size [SP end-marker]); BdatSyntaxError when they cannot be read."""
+    words = argument.split(" ")
+    size_text = words[0]
+    if not (size_text.isascii() and size_text.isdigit()) or len(size_text) > 20 or len(words) > 2:
+        raise BdatSyntaxError(f"BDAT needs a chunk size of 1 to 20 digits, got {argument!r}")
+    if len(words) == 2 and words[1].upper() != "LAST":
+        raise BdatSyntaxError(f"BDAT end marker must be LAST, got {words[1]!r}")
+    return _trusted(Bdat, int(size_text), len(words) == 2)
+
+
 _VERBS: dict[str, tuple[type, Callable[[str, ServerConfig], Command]]] = {
+    "LHLO": (Lhlo, _lhlo),
+    "STARTTLS": (StartTls, _starttls),
+    "AUTH": (Auth, _auth),
+    "BDAT": (Bdat, _bdat),
     "EHLO": (Ehlo, _ehlo),
     "HELO": (Helo, _helo),
     "MAIL": (Mail, _mail),
@@ -167,49 +237,62 @@ def _error(line: bytes, code: int, enhanced: str, text: str) -> CommandError:
     return _trusted(CommandError, line, Reply(code, text, enhanced))
 
 
-def parse_command(line: Line, session: Session, config: ServerConfig) -> Command | CommandError:
-    """Judge one command line (without its line ending)."""
+def parse_command(
+    line: Line, session: Session, config: ServerConfig, policy: Policy
+) -> tuple[Command | CommandError, type | None]:
+    """Judge one command line (without its line ending).
+
+    Returns the event and the command type the line was judged as (None when
+    the verb is unknown), since a refused AUTH response still ends the
+    exchange: the reply to it moves the state like any reply to that type.
+    """
     raw = line.data
     if not line.crlf and config.strict:
-        return _error(raw, 500, "5.5.2", "command line must end with CRLF (RFC 5321 2.3.8)")
+        return _error(raw, 500, "5.5.2", "command line must end with CRLF (RFC 5321 2.3.8)"), None
     if raw.translate(None, _CONTROLS) != raw:
-        return _error(raw, 501, "5.5.2", "control character in command line")
+        return _error(raw, 501, "5.5.2", "control character in command line"), None
     if raw.isascii():
         text = raw.decode("ascii")
     else:
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
-            return _error(raw, 501, "5.5.2", "command line is not valid UTF-8")
+            return _error(raw, 501, "5.5.2", "command line is not valid UTF-8"), None
     verb, _, argument = text.partition(" ")
     verb = verb.upper()
     known = _VERBS.get(verb)
     if known is None:
         if verb in _NOT_IMPLEMENTED:
-            return _error(raw, 502, "5.5.1", f"{verb} not implemented")
-        return _error(raw, 500, "5.5.1", "command not recognized")
+            return _error(raw, 502, "5.5.1", f"{verb} not implemented"), None
+        return _error(raw, 500, "5.5.1", "command not recognized"), None
     command_type, parse = known
     entry = session.entry(command_type)
     if isinstance(entry, Refusal):
-        return _trusted(CommandError, raw, entry.reply())
+        return _trusted(CommandError, raw, entry.reply()), command_type
     if entry is None:
-        return _error(raw, 503, "5.5.1", f"{verb} not allowed now")
+        return _error(raw, 503, "5.5.1", f"{verb} not allowed now"), command_type
     if len(raw) + 2 > command_line_limit(command_type, session, config.max_command_line):
-        return _error(raw, 500, "5.5.2", "command line too long")
+        return _error(raw, 500, "5.5.2", "command line too long"), command_type
     try:
         command = parse(argument, config)
     except _Refused as refused:
-        return _trusted(CommandError, raw, refused.reply)
-    refusal = check_command(
-        command,
-        session,
-        extra_mail=config.extra_mail_parameters,
-        extra_rcpt=config.extra_rcpt_parameters,
-        max_recipients=config.max_recipients,
-    )
+        return _trusted(CommandError, raw, refused.reply), command_type
+    refusal = check_command(command, session, policy)
     if refusal is not None:
-        return _trusted(CommandError, raw, refusal.reply())
-    return command
+        return _trusted(CommandError, raw, refusal.reply()), command_type
+    return command, command_type
+
+
+def parse_auth_response(line: Line) -> tuple[AuthResponse | AuthCancel | CommandError, type]:
+    """A line answering a 334: base64, or ``*`` to cancel (RFC 4954 section 4)."""
+    raw = line.data
+    if raw == b"*":
+        return _trusted(AuthCancel), AuthCancel
+    try:
+        data = base64.b64decode(raw, validate=True) if raw else b""
+    except (binascii.Error, ValueError):
+        return _error(raw, 501, "5.5.2", "SASL response is not valid base64"), AuthResponse
+    return _trusted(AuthResponse, data), AuthResponse
 
 
 def parse_reply_line(line: Line, strict: bool) -> tuple[int, bool, str]:

@@ -17,12 +17,17 @@ import enum
 from dataclasses import dataclass
 
 from ._events import (
+    Auth,
+    AuthCancel,
+    AuthResponse,
+    Bdat,
     Command,
     Data,
     Ehlo,
     Expn,
     Helo,
     Help,
+    Lhlo,
     Mail,
     MessageEnd,
     Noop,
@@ -30,11 +35,12 @@ from ._events import (
     Rcpt,
     Reply,
     Rset,
+    StartTls,
     Vrfy,
 )
 from ._extensions import Extensions
 
-__all__ = ["Greeting", "Refusal", "Session", "State", "Step", "TABLE"]
+__all__ = ["TABLE", "Greeting", "Policy", "Refusal", "Session", "State", "Step"]
 
 
 class State(enum.Enum):
@@ -54,6 +60,15 @@ class State(enum.Enum):
     """MAIL and at least one RCPT were accepted."""
     IN_MESSAGE = "IN_MESSAGE"
     """DATA was answered 354: message content flows until CRLF.CRLF."""
+    IN_CHUNKING = "IN_CHUNKING"
+    """A BDAT without LAST was accepted: more chunks follow (RFC 3030)."""
+    CHUNKING_FAILED = "CHUNKING_FAILED"
+    """A BDAT was refused: the transaction can only be reset (RFC 3030 section 2)."""
+    AUTH_EXCHANGE = "AUTH_EXCHANGE"
+    """AUTH was answered 334: the client's next line is a SASL response (RFC 4954)."""
+    TLS_HANDSHAKE = "TLS_HANDSHAKE"
+    """STARTTLS was answered 220: nothing is read until the handshake is done
+    and ``tls_started()`` is called (RFC 3207 section 4.2)."""
     CLOSED = "CLOSED"
     """QUIT was answered, a 421 was sent, or the connection was closed."""
 
@@ -72,8 +87,11 @@ class Step:
     """An allowed command: which reply class accepts it and where replies lead."""
 
     success_class: int
+    """First digit of a reply that accepts it: 2, 3 for DATA, 0 for none."""
     on_success: State | None = None
     on_failure: State | None = None
+    on_intermediate: State | None = None
+    """Where a 3yz leads when it is not the success class (334 to AUTH)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,12 +112,16 @@ _NEED_MAIL = Refusal(503, "5.5.1", "need MAIL before this command")
 _NESTED_MAIL = Refusal(503, "5.5.1", "nested MAIL command: send RSET first")
 _NO_RECIPIENTS = Refusal(554, "5.5.1", "no valid recipients")
 _ONLY_QUIT = Refusal(503, "5.5.1", "service refused: only QUIT is accepted")
+_NOT_IN_TRANSACTION = Refusal(503, "5.5.1", "not allowed in a mail transaction: send RSET first")
+_CHUNKING_OPEN = Refusal(503, "5.5.1", "BDAT transfer in progress: send BDAT LAST or RSET")
+_CHUNKING_FAILED = Refusal(503, "5.5.1", "an earlier BDAT failed: send RSET")
 
 # Commands whose answers never depend on the transaction (RFC 5321 4.1.4:
 # NOOP, HELP, EXPN, VRFY and RSET may be used at any time; a new EHLO resets).
 _ANYTIME: dict[type, Step | Refusal] = {
     Ehlo: Step(2, State.GREETED),
     Helo: Step(2, State.GREETED),
+    Lhlo: Step(2, State.GREETED),
     Rset: Step(2, State.GREETED),
     Noop: _STAY,
     Vrfy: _STAY,
@@ -107,11 +129,19 @@ _ANYTIME: dict[type, Step | Refusal] = {
     Help: _STAY,
     Quit: Step(2, State.CLOSED),
 }
+# What may not come inside a transaction (RFC 3207 section 4, RFC 4954 section 4).
+_SESSION_ONLY: dict[type, Step | Refusal] = {
+    StartTls: _NOT_IN_TRANSACTION,
+    Auth: _NOT_IN_TRANSACTION,
+}
+# A BDAT without LAST moves to IN_CHUNKING, with LAST back to GREETED (see
+# Session.apply); a refused BDAT leaves only RSET (RFC 3030 section 2).
+_BDAT = Step(2, State.IN_CHUNKING, State.CHUNKING_FAILED)
 
 TABLE: dict[State, dict[type, Step | Refusal]] = {
     State.GREETING: {Greeting: Step(2, State.READY, State.REFUSED)},
     State.REFUSED: {
-        **{command: _ONLY_QUIT for command in (*_ANYTIME, Mail, Rcpt, Data)},
+        **{command: _ONLY_QUIT for command in (*_ANYTIME, *_SESSION_ONLY, Mail, Rcpt, Data, Bdat)},
         Quit: Step(2, State.CLOSED),
     },
     State.READY: {
@@ -120,37 +150,74 @@ TABLE: dict[State, dict[type, Step | Refusal]] = {
         Mail: _NEED_HELLO,
         Rcpt: _NEED_HELLO,
         Data: _NEED_HELLO,
+        Bdat: _NEED_HELLO,
+        StartTls: _NEED_HELLO,
+        Auth: _NEED_HELLO,
     },
     State.GREETED: {
         **_ANYTIME,
         Mail: Step(2, State.IN_TRANSACTION),
         Rcpt: _NEED_MAIL,
         Data: _NEED_MAIL,
+        Bdat: _NEED_MAIL,
+        StartTls: Step(2, State.TLS_HANDSHAKE),
+        Auth: Step(2, on_intermediate=State.AUTH_EXCHANGE),
     },
     State.IN_TRANSACTION: {
         **_ANYTIME,
+        **_SESSION_ONLY,
         Mail: _NESTED_MAIL,
         Rcpt: Step(2, State.HAS_RECIPIENTS),
         Data: _NO_RECIPIENTS,
+        Bdat: _NO_RECIPIENTS,
     },
     State.HAS_RECIPIENTS: {
         **_ANYTIME,
+        **_SESSION_ONLY,
         Mail: _NESTED_MAIL,
         Rcpt: Step(2, State.HAS_RECIPIENTS),
         Data: Step(3, State.IN_MESSAGE),
+        Bdat: _BDAT,
     },
     # After the end of content the transaction is over whatever the reply.
     State.IN_MESSAGE: {MessageEnd: Step(2, State.GREETED, State.GREETED)},
+    # RFC 3030 section 2: no DATA, MAIL or RCPT between BDAT chunks.
+    State.IN_CHUNKING: {
+        **_ANYTIME,
+        **_SESSION_ONLY,
+        Mail: _CHUNKING_OPEN,
+        Rcpt: _CHUNKING_OPEN,
+        Data: _CHUNKING_OPEN,
+        Bdat: _BDAT,
+    },
+    State.CHUNKING_FAILED: {
+        **_ANYTIME,
+        **_SESSION_ONLY,
+        Mail: _CHUNKING_FAILED,
+        Rcpt: _CHUNKING_FAILED,
+        Data: _CHUNKING_FAILED,
+        Bdat: _CHUNKING_FAILED,
+    },
+    # RFC 4954 section 4: each 334 gets one response line, or "*" to cancel,
+    # which the server must answer 501.
+    State.AUTH_EXCHANGE: {
+        AuthResponse: Step(2, State.GREETED, State.GREETED, State.AUTH_EXCHANGE),
+        AuthCancel: Step(0, on_failure=State.GREETED),
+    },
+    State.TLS_HANDSHAKE: {},
     State.CLOSED: {},
 }
 
 # RFC 2920 section 3.1: these change state in a way the client must see
-# before it says anything else, so they end a pipelined group.
-GROUP_ENDERS: frozenset[type] = frozenset({Ehlo, Helo, Data, Vrfy, Expn, Noop, Quit, Help})
+# before it says anything else, so they end a pipelined group; so do
+# STARTTLS (RFC 3207 section 4.2) and AUTH and its responses (RFC 4954 4).
+GROUP_ENDERS: frozenset[type] = frozenset(
+    {Ehlo, Helo, Lhlo, Data, Vrfy, Expn, Noop, Quit, Help, StartTls, Auth, AuthResponse, AuthCancel}
+)
 
 # The enhanced code the engine adds to a positive reply that has none
 # (RFC 3463 section 3.2: X.1.0 concerns the sender, X.1.5 the recipient).
-_DEFAULT_SUBJECT: dict[type, str] = {Mail: "1.0", Rcpt: "1.5"}
+_DEFAULT_SUBJECT: dict[type, str] = {Mail: "1.0", Rcpt: "1.5", Auth: "7.0", AuthResponse: "7.0"}
 
 Answered = Command | MessageEnd | Greeting
 
@@ -167,11 +234,44 @@ class Session:
     """What the last accepted EHLO advertised; empty after HELO; None before."""
     mail: Mail | None = None
     """The accepted MAIL of the open transaction."""
-    recipients: int = 0
-    """Accepted RCPTs in the open transaction."""
+    recipients: tuple[Rcpt, ...] = ()
+    """The accepted RCPTs of the open transaction, in order."""
+    tls: bool = False
+    """The connection is under TLS (after STARTTLS, or implicit TLS)."""
+    authenticated: bool = False
+    """An AUTH exchange succeeded (RFC 4954: a second AUTH gets 503)."""
+    lmtp: bool = False
+    """LMTP (RFC 2033): one reply per accepted recipient after the content."""
 
     def copy(self) -> Session:
-        return Session(self.state, self.extensions, self.mail, self.recipients)
+        return Session(
+            self.state,
+            self.extensions,
+            self.mail,
+            self.recipients,
+            self.tls,
+            self.authenticated,
+            self.lmtp,
+        )
+
+    def tls_started(self) -> None:
+        """The TLS handshake is done: RFC 3207 section 4.2 has both sides
+        forget everything learnt before it; the client must send EHLO again."""
+        self.state = State.READY
+        self.extensions = None
+        self.mail = None
+        self.recipients = ()
+        self.authenticated = False
+        self.tls = True
+
+    def replies_owed(self, command: Answered) -> int:
+        """How many replies ``command`` gets: one, except the end of content
+        in LMTP, which gets one per accepted recipient (RFC 2033 4.2)."""
+        if self.lmtp and (
+            isinstance(command, MessageEnd) or (isinstance(command, Bdat) and command.last)
+        ):
+            return max(len(self.recipients), 1)
+        return 1
 
     def entry(self, command_type: type) -> Step | Refusal | None:
         return TABLE[self.state].get(command_type)
@@ -184,11 +284,15 @@ class Session:
         entry = self.entry(type(command))
         name = _name(command)
         if isinstance(entry, Step):
+            if kind == 3 and entry.on_intermediate is not None:
+                return None
             if kind == entry.success_class or kind in (4, 5):
                 if isinstance(command, Quit) and reply.code != 221 and kind == 2:
                     return f"QUIT must be answered 221, not {reply.code} (RFC 5321 4.1.1.10)"
                 return None
-            expected = f"{entry.success_class}yz, 4yz or 5yz"
+            expected = (
+                f"{entry.success_class}yz, 4yz or 5yz" if entry.success_class else "4yz or 5yz"
+            )
             return f"{name} must be answered {expected}, not {reply.code} (RFC 5321 4.3.2)"
         if kind in (4, 5):
             return None
@@ -203,21 +307,29 @@ class Session:
         entry = self.entry(type(command))
         if not isinstance(entry, Step):
             return
-        accepted = reply.code // 100 == entry.success_class
-        target = entry.on_success if accepted else entry.on_failure
+        kind = reply.code // 100
+        accepted = kind == entry.success_class
+        if kind == 3 and entry.on_intermediate is not None:
+            target: State | None = entry.on_intermediate
+        else:
+            target = entry.on_success if accepted else entry.on_failure
         if accepted:
-            if isinstance(command, Ehlo):
+            if isinstance(command, (Ehlo, Lhlo)):
                 self.extensions = Extensions.from_lines(reply.lines[1:])
             elif isinstance(command, Helo):
                 self.extensions = Extensions()
-            if isinstance(command, Mail):
+            elif isinstance(command, Mail):
                 self.mail = command
             elif isinstance(command, Rcpt):
-                self.recipients += 1
+                self.recipients += (command,)
+            elif isinstance(command, (Auth, AuthResponse)):
+                self.authenticated = True
+        if isinstance(command, Bdat) and command.last:
+            target = State.GREETED  # RFC 3030 section 2: LAST ends the transaction
         if target is not None:
             if target in (State.GREETED, State.READY):
                 self.mail = None
-                self.recipients = 0
+                self.recipients = ()
             self.state = target
 
     def default_enhanced(self, command: Answered, reply: Reply) -> str | None:
@@ -230,7 +342,7 @@ class Session:
             reply.enhanced is not None
             or self.extensions is None
             or not self.extensions.enhanced_status_codes
-            or isinstance(command, (Greeting, Ehlo, Helo))
+            or isinstance(command, (Greeting, Ehlo, Helo, Lhlo))
             or 300 <= reply.code < 400
         ):
             return None
@@ -274,28 +386,78 @@ def command_line_limit(command_type: type, session: Session, base: int) -> int:
     return base + 10 * extensions.smtputf8 + 500 * extensions.dsn
 
 
-def check_command(
-    command: Command,
-    session: Session,
-    *,
-    extra_mail: frozenset[str] | None,
-    extra_rcpt: frozenset[str] | None,
-    max_recipients: int | None,
-) -> Refusal | None:
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """The side-specific inputs to the shared rules.
+
+    The client leaves the server-only ones at their defaults: it cannot know
+    which unknown parameters the server handles or how many recipients it
+    takes, so it lets the server judge those.
+    """
+
+    extra_mail: frozenset[str] | None = None
+    """Unknown MAIL parameter keywords allowed; None: any."""
+    extra_rcpt: frozenset[str] | None = None
+    """Unknown RCPT parameter keywords allowed; None: any."""
+    max_recipients: int | None = None
+    require_tls: bool = False
+    """MAIL, RCPT, DATA, BDAT and AUTH only under TLS (RFC 3207 section 4)."""
+    auth_requires_tls: bool = False
+    """PLAIN and LOGIN only under TLS (RFC 4954 section 4, 538 5.7.11)."""
+
+
+_CLIENT_POLICY = Policy()
+_NEEDS_TLS = (Mail, Rcpt, Data, Bdat, Auth)
+_PLAINTEXT_MECHANISMS = frozenset({"PLAIN", "LOGIN"})
+
+
+def check_command(command: Command, session: Session, policy: Policy) -> Refusal | None:
     """The refusal ``command`` gets now, or None when it may go ahead.
 
     The server calls this on what it received, the client on what it is
     about to send (with the state its pending commands would lead to), so
-    both sides refuse the same things. ``extra_*`` are the unknown parameter
-    keywords allowed (None: any, which is the client's view, as only the
-    server knows what it handles); ``max_recipients`` is the server's limit.
+    both sides refuse the same things.
     """
-    entry = session.entry(type(command))
+    kind = type(command)
+    # RFC 2033 section 4.1: LMTP has LHLO and no HELO or EHLO.
+    if session.lmtp and kind in (Ehlo, Helo):
+        return Refusal(500, "5.5.1", "this is LMTP: use LHLO (RFC 2033)")
+    if not session.lmtp and kind is Lhlo:
+        return Refusal(500, "5.5.1", "command not recognized")
+    entry = session.entry(kind)
     if entry is None:
         return Refusal(503, "5.5.1", f"{_name(command)} not allowed in state {session.state.name}")
     if isinstance(entry, Refusal):
         return entry
+    if policy.require_tls and not session.tls and kind in _NEEDS_TLS:
+        return Refusal(530, "5.7.0", "must issue a STARTTLS command first")
     extensions = session.extensions or Extensions()
+    if isinstance(command, StartTls):
+        if session.tls:
+            return Refusal(554, "5.5.1", "TLS is already active")
+        if not extensions.starttls:
+            return Refusal(502, "5.5.1", "STARTTLS not offered")
+    elif isinstance(command, Auth):
+        if session.authenticated:
+            return Refusal(503, "5.5.1", "already authenticated")
+        if "AUTH" not in extensions:
+            return Refusal(502, "5.5.1", "AUTH not offered")
+        mechanism = command.mechanism
+        if policy.auth_requires_tls and not session.tls and mechanism in _PLAINTEXT_MECHANISMS:
+            return Refusal(538, "5.7.11", f"{mechanism} requires TLS")
+        if mechanism not in extensions.auth_mechanisms:
+            return Refusal(504, "5.5.4", f"unrecognized authentication mechanism {mechanism}")
+    elif isinstance(command, Bdat):
+        if not extensions.chunking:
+            return Refusal(502, "5.5.1", "BDAT not offered (no CHUNKING)")
+    elif isinstance(command, Data):
+        mail = session.mail
+        if (
+            mail is not None
+            and mail.params.body is not None
+            and mail.params.body.value == "BINARYMIME"
+        ):
+            return Refusal(503, "5.5.1", "BODY=BINARYMIME needs BDAT (RFC 3030 section 3)")
     if isinstance(command, Mail):
         params = command.params
         for keyword in params.keywords():
@@ -304,7 +466,7 @@ def check_command(
                 assert params.body is not None
                 needed = _BODY_EXTENSION[params.body.value]
             elif needed is None and keyword not in _MAIL_PARAMETER_EXTENSION:
-                if extra_mail is None or keyword in extra_mail:
+                if policy.extra_mail is None or keyword in policy.extra_mail:
                     continue
                 return Refusal(555, "5.5.4", f"MAIL parameter {keyword} not recognized")
             if needed is not None and needed not in extensions:
@@ -322,7 +484,7 @@ def check_command(
         for keyword in params_r.keywords():
             needed = _RCPT_PARAMETER_EXTENSION.get(keyword)
             if needed is None:
-                if extra_rcpt is None or keyword in extra_rcpt:
+                if policy.extra_rcpt is None or keyword in policy.extra_rcpt:
                     continue
                 return Refusal(555, "5.5.4", f"RCPT parameter {keyword} not recognized")
             if needed not in extensions:
@@ -332,6 +494,7 @@ def check_command(
         ):
             return Refusal(553, "5.6.7", "non-ASCII recipient address needs SMTPUTF8 on MAIL")
         # RFC 5321 4.5.3.1.10: too many recipients gets 452, a transient reply.
-        if max_recipients is not None and session.recipients >= max_recipients:
+        limit_r = policy.max_recipients
+        if limit_r is not None and len(session.recipients) >= limit_r:
             return Refusal(452, "4.5.3", "too many recipients")
     return None

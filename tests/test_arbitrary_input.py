@@ -76,6 +76,15 @@ def answer(server: ServerConnection, event: object) -> None:
 def test_server_answers_anything_without_raising(pieces: list[bytes], strict: bool):
     server = ServerConnection(ServerConfig(strict=strict, max_message_size=2000))
     server.send(server.greeting())
+    try:
+        feed_server(server, pieces)
+    except RemoteProtocolError as error:
+        # Documented: a BDAT whose size cannot be read ends the session
+        # (RFC 3030: the stream cannot be resynchronised), with a reply.
+        assert error.reply is not None and "BDAT" in str(error)
+
+
+def feed_server(server: ServerConnection, pieces: list[bytes]) -> None:
     for piece in [*pieces, b""]:
         server.receive_data(piece)
         for _ in range(10_000):  # bounded: every event consumes input or ends

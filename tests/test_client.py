@@ -115,7 +115,7 @@ def test_replies_are_paired_with_the_commands_they_answer():
     assert client.pending == (mail, first, second, Data())
     replies = receive(client, b"250 2.1.0 ok\r\n550 5.1.1 no\r\n250 2.1.5 ok\r\n354 go\r\n")
     assert [r.answers for r in replies] == [mail, first, second, Data()]  # type: ignore[attr-defined]
-    assert client.state is State.IN_MESSAGE and client.recipients == 1
+    assert client.state is State.IN_MESSAGE and len(client.recipients) == 1
 
 
 def test_without_pipelining_each_command_waits():

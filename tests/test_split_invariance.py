@@ -96,7 +96,13 @@ def serve(
     exhausted = False
     # Every event consumes at least one octet, but for the end events.
     for _ in range(2 * len(data) + 20):
-        event = server.next_event()
+        try:
+            event = server.next_event()
+        except RemoteProtocolError as error:
+            # Documented end: a BDAT whose size cannot be read (RFC 3030).
+            assert error.reply is not None
+            events += [error.reply, ConnectionClosed()]
+            return events, bytes(sent)
         if event is NEED_DATA:
             assert not exhausted, "NEED_DATA after the peer closed"
             piece = next(reads)
