@@ -9,6 +9,10 @@ from ._address import Address
 from ._config import BareLinePolicy, ClientConfig, ServerConfig
 from ._connection import ClientConnection, ServerConnection
 from ._events import (
+    Auth,
+    AuthCancel,
+    AuthResponse,
+    Bdat,
     Command,
     CommandError,
     ConnectionClosed,
@@ -18,6 +22,7 @@ from ._events import (
     Expn,
     Helo,
     Help,
+    Lhlo,
     Mail,
     MessageChunk,
     MessageEnd,
@@ -27,6 +32,7 @@ from ._events import (
     Rcpt,
     Reply,
     Rset,
+    StartTls,
     Vrfy,
 )
 from ._extensions import Extensions
@@ -44,6 +50,12 @@ from ._util import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "StartTls",
+    "Lhlo",
+    "Bdat",
+    "AuthResponse",
+    "AuthCancel",
+    "Auth",
     "NEED_DATA",
     "PAUSED",
     "Address",

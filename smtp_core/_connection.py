@@ -614,7 +614,9 @@ class ClientConnection(_Connection):
         if state is State.CLOSED:
             raise LocalProtocolError("the connection is closed")
         pending = self._pending
-        if isinstance(event, MessageChunk) and self._chunk_left:
+        if isinstance(event, MessageChunk) and (
+            self._chunk_left or (not event.data and pending and isinstance(pending[-1], Bdat))
+        ):
             # RFC 3030 section 2: exactly the announced octets, sent as they are.
             size = len(event.data)
             if size > self._chunk_left:

@@ -5,19 +5,27 @@
 # or field can open a CRLF injection (a line is all the protocol has).
 from __future__ import annotations
 
+import base64
+
 from ._events import (
+    Auth,
+    AuthCancel,
+    AuthResponse,
+    Bdat,
     Command,
     Data,
     Ehlo,
     Expn,
     Helo,
     Help,
+    Lhlo,
     Mail,
     Noop,
     Quit,
     Rcpt,
     Reply,
     Rset,
+    StartTls,
     Vrfy,
 )
 from ._util import LocalProtocolError
@@ -53,6 +61,23 @@ def _command_text(command: Command) -> str:
         return f"VRFY {command.text}"
     if isinstance(command, Expn):
         return f"EXPN {command.text}"
+    if isinstance(command, Lhlo):
+        return f"LHLO {command.domain}"
+    if isinstance(command, StartTls):
+        return "STARTTLS"
+    if isinstance(command, Auth):
+        # RFC 4954 section 4: "=" stands for an empty initial response.
+        initial = command.initial_response
+        if initial is None:
+            return f"AUTH {command.mechanism}"
+        encoded = base64.b64encode(initial).decode("ascii") if initial else "="
+        return f"AUTH {command.mechanism} {encoded}"
+    if isinstance(command, AuthResponse):
+        return base64.b64encode(command.data).decode("ascii")
+    if isinstance(command, AuthCancel):
+        return "*"
+    if isinstance(command, Bdat):
+        return f"BDAT {command.size} LAST" if command.last else f"BDAT {command.size}"
     raise LocalProtocolError(f"not a command: {command!r}")
 
 
