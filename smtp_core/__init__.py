@@ -34,6 +34,8 @@ from ._events import (
     Rset,
     StartTls,
     Vrfy,
+    Xclient,
+    Xforward,
 )
 from ._extensions import Extensions
 from ._parameters import Body, MailParams, Notify, OriginalRecipient, RcptParams, Ret
@@ -50,6 +52,8 @@ from ._util import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "Xforward",
+    "Xclient",
     "StartTls",
     "Lhlo",
     "Bdat",

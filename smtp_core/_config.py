@@ -95,6 +95,11 @@ class ServerConfig:
     lmtp: bool = False
     """Speak LMTP (RFC 2033): LHLO instead of EHLO/HELO, and one reply per
     accepted recipient after the content."""
+    xclient: bool = False
+    """Advertise and accept XCLIENT (Postfix): only for trusted front ends,
+    so off by default; the application still decides whom to trust."""
+    xforward: bool = False
+    """Advertise and accept XFORWARD (Postfix): off by default, as XCLIENT."""
 
     def __post_init__(self) -> None:
         if (

@@ -78,6 +78,9 @@ _MAX_REPLY_LINE = 512
 # RFC 5321 4.5.3.1.4: every server takes command lines of 512 octets.
 _MIN_COMMAND_LINE = 512
 _ACCEPTED = {2: Reply(250), 3: Reply(354)}
+# The attributes Postfix's XCLIENT_README and XFORWARD_README define.
+_XCLIENT_ATTRIBUTES = ("NAME", "ADDR", "PORT", "PROTO", "HELO", "LOGIN", "DESTADDR", "DESTPORT")
+_XFORWARD_ATTRIBUTES = ("NAME", "ADDR", "PORT", "PROTO", "HELO", "IDENT", "SOURCE")
 # RFC 4954 section 4: AUTH lines and SASL responses may be 12288 octets.
 _MAX_AUTH_LINE = 12288
 
@@ -244,6 +247,10 @@ class ServerConnection(_Connection):
                 keywords.append(("BINARYMIME", ()))
         if config.starttls and not tls:
             keywords.append(("STARTTLS", ()))
+        if config.xclient:
+            keywords.append(("XCLIENT", _XCLIENT_ATTRIBUTES))
+        if config.xforward:
+            keywords.append(("XFORWARD", _XFORWARD_ATTRIBUTES))
         mechanisms = tuple(
             m
             for m in config.auth_mechanisms

@@ -17,6 +17,8 @@ from ._parameters import MailParams, RcptParams
 from ._util import LocalProtocolError
 
 __all__ = [
+    "Xforward",
+    "Xclient",
     "StartTls",
     "Lhlo",
     "Bdat",
@@ -395,6 +397,58 @@ class Bdat:
             raise LocalProtocolError(f"Bdat.last must be a bool, got {self.last!r}")
 
 
+_ATTRIBUTE = re.compile(r"[A-Z][A-Z0-9-]*")
+
+
+def _check_attributes(owner: str, attributes: object) -> None:
+    if not isinstance(attributes, tuple) or not attributes:
+        raise LocalProtocolError(f"{owner}.attributes must be a non-empty tuple of pairs")
+    seen = set()
+    for pair in attributes:
+        if not (isinstance(pair, tuple) and len(pair) == 2):
+            raise LocalProtocolError(f"{owner}.attributes holds {pair!r}, not a (name, value) pair")
+        name, value = pair
+        if not isinstance(name, str) or not _ATTRIBUTE.fullmatch(name):
+            raise LocalProtocolError(f"{owner} attribute name must be upper-case, got {name!r}")
+        if name in seen:
+            raise LocalProtocolError(f"{owner} attribute {name} given twice")
+        seen.add(name)
+        _check_text(owner, name, value)
+
+
+@dataclass(frozen=True, slots=True)
+class Xclient:
+    """XCLIENT: a trusted front end tells who the real client is (Postfix
+    XCLIENT_README). ``attributes`` are (NAME, decoded value) pairs, such as
+    ``("ADDR", "192.0.2.1")``; ``[UNAVAILABLE]`` and ``[TEMPUNAVAIL]`` are
+    kept as they are. Accepted with a new 220 greeting, after which EHLO is
+    needed again."""
+
+    attributes: tuple[tuple[str, str], ...]
+
+    def __post_init__(self) -> None:
+        _check_attributes("Xclient", self.attributes)
+
+    def get(self, name: str) -> str | None:
+        """The value of attribute ``name``, or None."""
+        return dict(self.attributes).get(name.upper())
+
+
+@dataclass(frozen=True, slots=True)
+class Xforward:
+    """XFORWARD: a trusted front end passes on the original client's details
+    for logging, before MAIL (Postfix XFORWARD_README). Answered 250."""
+
+    attributes: tuple[tuple[str, str], ...]
+
+    def __post_init__(self) -> None:
+        _check_attributes("Xforward", self.attributes)
+
+    def get(self, name: str) -> str | None:
+        """The value of attribute ``name``, or None."""
+        return dict(self.attributes).get(name.upper())
+
+
 @dataclass(frozen=True, slots=True, repr=False)
 class MessageChunk:
     """A piece of the message content, as it arrives or is sent.
@@ -475,6 +529,8 @@ Command: TypeAlias = (
     | Auth
     | AuthResponse
     | AuthCancel
+    | Xclient
+    | Xforward
 )
 """Every command event (the things a client sends and a server receives)."""
 

@@ -35,9 +35,11 @@ from ._events import (
     Rset,
     StartTls,
     Vrfy,
+    Xclient,
+    Xforward,
     _trusted,
 )
-from ._parameters import ParameterError, parse_mail_params, parse_rcpt_params
+from ._parameters import ParameterError, parse_mail_params, parse_rcpt_params, xtext_decode
 from ._receivebuffer import Line
 from ._state import Policy, Refusal, Session, check_command, command_line_limit
 from ._util import LocalProtocolError, RemoteProtocolError
@@ -56,6 +58,7 @@ _CONTROLS = bytes(range(32)) + b"\x7f"
 # carry out (yet); they get 502 rather than 500.
 _NOT_IMPLEMENTED = frozenset({"TURN", "SEND", "SOML", "SAML", "ETRN", "ATRN"})
 _MECHANISM = re.compile(r"[A-Z0-9_-]{1,20}")
+_ATTRIBUTE = re.compile(r"[A-Z][A-Z0-9-]*")
 
 
 _MAX_DOMAIN = 255
@@ -214,7 +217,34 @@ def parse_bdat(argument: str) -> Bdat:
     return _trusted(Bdat, int(size_text), len(words) == 2)
 
 
+def _attributes(verb: str, argument: str) -> tuple[tuple[str, str], ...]:
+    # XCLIENT_README / XFORWARD_README: verb 1*( SP attribute-name "=" xtext )
+    pairs = []
+    seen = set()
+    for word in argument.split(" "):
+        name, equals, value = word.partition("=")
+        name = name.upper()
+        if not equals or not _ATTRIBUTE.fullmatch(name) or name in seen:
+            raise _Refused(501, "5.5.4", f"syntax: {verb} attribute=value ...")
+        seen.add(name)
+        try:
+            pairs.append((name, xtext_decode(value)))
+        except ValueError:
+            raise _Refused(501, "5.5.4", f"{verb} {name} value is not valid xtext") from None
+    return tuple(pairs)
+
+
+def _xclient(argument: str, config: ServerConfig) -> Command:
+    return _trusted(Xclient, _attributes("XCLIENT", argument))
+
+
+def _xforward(argument: str, config: ServerConfig) -> Command:
+    return _trusted(Xforward, _attributes("XFORWARD", argument))
+
+
 _VERBS: dict[str, tuple[type, Callable[[str, ServerConfig], Command]]] = {
+    "XCLIENT": (Xclient, _xclient),
+    "XFORWARD": (Xforward, _xforward),
     "LHLO": (Lhlo, _lhlo),
     "STARTTLS": (StartTls, _starttls),
     "AUTH": (Auth, _auth),

@@ -37,6 +37,8 @@ from ._events import (
     Rset,
     StartTls,
     Vrfy,
+    Xclient,
+    Xforward,
 )
 from ._extensions import Extensions
 
@@ -133,7 +135,12 @@ _ANYTIME: dict[type, Step | Refusal] = {
 _SESSION_ONLY: dict[type, Step | Refusal] = {
     StartTls: _NOT_IN_TRANSACTION,
     Auth: _NOT_IN_TRANSACTION,
+    Xclient: _NOT_IN_TRANSACTION,
+    Xforward: _NOT_IN_TRANSACTION,
 }
+# Postfix XCLIENT_README: a successful XCLIENT is answered with a new 220
+# greeting and the session starts over (READY: EHLO is needed again).
+_XCLIENT = Step(2, State.READY)
 # A BDAT without LAST moves to IN_CHUNKING, with LAST back to GREETED (see
 # Session.apply); a refused BDAT leaves only RSET (RFC 3030 section 2).
 _BDAT = Step(2, State.IN_CHUNKING, State.CHUNKING_FAILED)
@@ -153,6 +160,8 @@ TABLE: dict[State, dict[type, Step | Refusal]] = {
         Bdat: _NEED_HELLO,
         StartTls: _NEED_HELLO,
         Auth: _NEED_HELLO,
+        Xclient: _XCLIENT,
+        Xforward: _NEED_HELLO,
     },
     State.GREETED: {
         **_ANYTIME,
@@ -162,6 +171,8 @@ TABLE: dict[State, dict[type, Step | Refusal]] = {
         Bdat: _NEED_MAIL,
         StartTls: Step(2, State.TLS_HANDSHAKE),
         Auth: Step(2, on_intermediate=State.AUTH_EXCHANGE),
+        Xclient: _XCLIENT,
+        Xforward: _STAY,
     },
     State.IN_TRANSACTION: {
         **_ANYTIME,
@@ -212,7 +223,22 @@ TABLE: dict[State, dict[type, Step | Refusal]] = {
 # before it says anything else, so they end a pipelined group; so do
 # STARTTLS (RFC 3207 section 4.2) and AUTH and its responses (RFC 4954 4).
 GROUP_ENDERS: frozenset[type] = frozenset(
-    {Ehlo, Helo, Lhlo, Data, Vrfy, Expn, Noop, Quit, Help, StartTls, Auth, AuthResponse, AuthCancel}
+    {
+        Ehlo,
+        Helo,
+        Lhlo,
+        Data,
+        Vrfy,
+        Expn,
+        Noop,
+        Quit,
+        Help,
+        StartTls,
+        Auth,
+        AuthResponse,
+        AuthCancel,
+        Xclient,
+    }
 )
 
 # The enhanced code the engine adds to a positive reply that has none
@@ -324,6 +350,10 @@ class Session:
                 self.recipients += (command,)
             elif isinstance(command, (Auth, AuthResponse)):
                 self.authenticated = True
+            elif isinstance(command, Xclient):
+                # The session starts over as if the real client had connected.
+                self.extensions = None
+                self.authenticated = False
         if isinstance(command, Bdat) and command.last:
             target = State.GREETED  # RFC 3030 section 2: LAST ends the transaction
         if target is not None:
@@ -342,7 +372,7 @@ class Session:
             reply.enhanced is not None
             or self.extensions is None
             or not self.extensions.enhanced_status_codes
-            or isinstance(command, (Greeting, Ehlo, Helo, Lhlo))
+            or isinstance(command, (Greeting, Ehlo, Helo, Lhlo, Xclient))
             or 300 <= reply.code < 400
         ):
             return None
@@ -447,6 +477,14 @@ def check_command(command: Command, session: Session, policy: Policy) -> Refusal
             return Refusal(538, "5.7.11", f"{mechanism} requires TLS")
         if mechanism not in extensions.auth_mechanisms:
             return Refusal(504, "5.5.4", f"unrecognized authentication mechanism {mechanism}")
+    elif isinstance(command, (Xclient, Xforward)):
+        keyword = "XCLIENT" if isinstance(command, Xclient) else "XFORWARD"
+        offered = extensions.params(keyword)
+        if offered is None:
+            return Refusal(502, "5.5.1", f"{keyword} not offered")
+        for name, _ in command.attributes:
+            if name not in offered:
+                return Refusal(501, "5.5.4", f"{keyword} attribute {name} not supported")
     elif isinstance(command, Bdat):
         if not extensions.chunking:
             return Refusal(502, "5.5.1", "BDAT not offered (no CHUNKING)")

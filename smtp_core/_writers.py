@@ -27,7 +27,10 @@ from ._events import (
     Rset,
     StartTls,
     Vrfy,
+    Xclient,
+    Xforward,
 )
+from ._parameters import xtext_encode
 from ._util import LocalProtocolError
 
 __all__ = ["write_command", "write_reply"]
@@ -76,6 +79,10 @@ def _command_text(command: Command) -> str:
         return base64.b64encode(command.data).decode("ascii")
     if isinstance(command, AuthCancel):
         return "*"
+    if isinstance(command, (Xclient, Xforward)):
+        verb = "XCLIENT" if isinstance(command, Xclient) else "XFORWARD"
+        pairs = " ".join(f"{name}={xtext_encode(value)}" for name, value in command.attributes)
+        return f"{verb} {pairs}"
     if isinstance(command, Bdat):
         return f"BDAT {command.size} LAST" if command.last else f"BDAT {command.size}"
     raise LocalProtocolError(f"not a command: {command!r}")
