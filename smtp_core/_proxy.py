@@ -131,7 +131,7 @@ _IPV6_OCTETS = frozenset(b"0123456789abcdefABCDEF:.")
 _DIGITS = frozenset(b"0123456789")
 _IPV4_MAX_TEXT = len("255.255.255.255")
 _IPV6_MAX_TEXT = len("ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255")
-_CR, _LF, _SP = 0x0D, 0x0A, 0x20
+_CR, _LF, _SP, _ZERO = 0x0D, 0x0A, 0x20, 0x30
 
 _V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
 _V2_FIXED_SIZE = 16
@@ -162,8 +162,8 @@ _PP2_CLIENT_CERT_SESS = 0x04
 
 
 # CRC32C (Castagnoli), as RFC 4960 appendix B defines it and section 2.2.3
-# requires: reflected polynomial 0x1EDC6F41, initial value and final XOR all
-# ones, one table lookup per octet.
+# requires: polynomial 0x1EDC6F41, processed bit-reversed (0x82F63B78), initial
+# value and final XOR all ones, one table lookup per octet.
 def _crc32c_table() -> tuple[int, ...]:
     table = []
     for index in range(256):
@@ -598,12 +598,20 @@ class _V1Reader:
     at most 107 octets. Each octet is checked as it arrives, each field as
     soon as the space or CR ending it does."""
 
-    __slots__ = ("_after_cr", "_field_start", "_in_unknown_tail", "_scanned", "_values")
+    __slots__ = (
+        "_after_cr",
+        "_candidates",
+        "_field_start",
+        "_in_unknown_tail",
+        "_scanned",
+        "_values",
+    )
 
     def __init__(self) -> None:
         self._scanned = 0
         self._field_start = len(_V1_PREFIX)
         self._values: list[bytes | str | int] = []  # protocol, addresses, ports
+        self._candidates: tuple[bytes, ...] = _V1_PROTOCOLS  # what the first field may become
         self._after_cr = False
         self._in_unknown_tail = False
 
@@ -650,24 +658,32 @@ class _V1Reader:
     def _check_field_octet(self, data: bytearray, offset: int, octet: int) -> None:
         index = len(self._values)
         start = self._field_start
-        text = bytes(data[start : offset + 1])
+        position = offset - start
         if index == 0:
-            if not any(protocol.startswith(text) for protocol in _V1_PROTOCOLS):
-                raise _refuse(start, _V1_FIELDS[0], _show(text))
+            self._candidates = tuple(
+                protocol
+                for protocol in self._candidates
+                if position < len(protocol) and protocol[position] == octet
+            )
+            if not self._candidates:
+                raise _refuse(start, _V1_FIELDS[0], _show(data[start : offset + 1]))
         elif index in (1, 2):
             if self._values[0] == b"TCP4":
                 allowed, longest, kind = _IPV4_OCTETS, _IPV4_MAX_TEXT, "an IPv4 address"
             else:
                 allowed, longest, kind = _IPV6_OCTETS, _IPV6_MAX_TEXT, "an IPv6 address"
-            if octet not in allowed or len(text) > longest:
-                raise _refuse(start, kind, _show(text))
+            if octet not in allowed or position >= longest:
+                raise _refuse(start, kind, _show(data[start : offset + 1]))
         elif index in (3, 4):
             if octet not in _DIGITS:
-                raise _refuse(start, "a decimal port", _show(text))
-            if len(text) > 1 and text[0] == ord("0"):
-                raise _refuse(start, "a port without leading zeros", _show(text))
-            if len(text) > len("65535"):
-                raise _refuse(start, "a port in 0..65535", _show(text))
+                expected = "a decimal port"
+            elif position > 0 and data[start] == _ZERO:
+                expected = "a port without leading zeros"
+            elif position >= len("65535"):
+                expected = "a port in 0..65535"
+            else:
+                return
+            raise _refuse(start, expected, _show(data[start : offset + 1]))
         else:  # pragma: no cover - the fifth field's SP is refused in _end_field
             raise AssertionError(index)
 
@@ -681,20 +697,21 @@ class _V1Reader:
         if index == 0:
             if text not in _V1_PROTOCOLS:
                 raise _refuse(start, _V1_FIELDS[0], _show(text))
+            if text == b"UNKNOWN":
+                self._in_unknown_tail = terminator == _SP
+                self._values.append(text)
+                return
             value = text
-            if text == b"UNKNOWN" and terminator == _SP:
-                self._in_unknown_tail = True
         elif index in (1, 2):
             value = _v1_address(text, self._values[0] == b"TCP4", start)
         else:
             value = int(text)
             if value > 0xFFFF:
                 raise _refuse(start, "a port in 0..65535", _show(text))
-        if value != b"UNKNOWN":
-            if index < 4 and terminator == _CR:
-                raise _refuse(offset, f"' ' and {_V1_FIELDS[index + 1]}", _show(terminator))
-            if index == 4 and terminator == _SP:
-                raise _refuse(offset, "CRLF after the destination port", _show(terminator))
+        if index < 4 and terminator == _CR:
+            raise _refuse(offset, f"' ' and {_V1_FIELDS[index + 1]}", _show(terminator))
+        if index == 4 and terminator == _SP:
+            raise _refuse(offset, "CRLF after the destination port", _show(terminator))
         self._values.append(value)
 
     def _header(self) -> ProxyHeader:

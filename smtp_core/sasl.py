@@ -492,7 +492,9 @@ class _OneMessageClient(ClientMechanism):
         return self._after_message(challenge)
 
     def _after_message(self, challenge: bytes) -> bytes:
-        raise SaslError(f"{self.name}: unexpected challenge {_snippet(challenge)} after the message")
+        raise SaslError(
+            f"{self.name}: unexpected challenge {_snippet(challenge)} after the message"
+        )
 
     @property
     def is_complete(self) -> bool:
@@ -539,7 +541,7 @@ class External(_OneMessageClient):
         return self._payload
 
 
-def _check_token(mechanism: str, token: str) -> bytes:
+def _token_bytes(mechanism: str, token: str) -> bytes:
     encoded = token.encode("ascii", "replace")
     if not _B64TOKEN.fullmatch(encoded):
         raise SaslError(f"{mechanism}: the token is not an RFC 6750 b64token")
@@ -561,8 +563,10 @@ class XOAuth2(_OneMessageClient):
         super().__init__()
         if not username or any(char in username for char in "\x00\x01"):
             raise SaslError("XOAUTH2: the user name is empty or holds ^A or NUL")
-        token_bytes = _check_token(self.name, token)
-        self._payload = b"user=" + username.encode() + b"\x01auth=Bearer " + token_bytes + b"\x01\x01"
+        token_bytes = _token_bytes(self.name, token)
+        self._payload = (
+            b"user=" + username.encode() + b"\x01auth=Bearer " + token_bytes + b"\x01\x01"
+        )
         self.error: str | None = None
         """The server's JSON error, as text, once it has sent one."""
 
@@ -599,7 +603,7 @@ class OAuthBearer(_OneMessageClient):
             raise SaslError(f"OAUTHBEARER: invalid host {host!r}")
         if port is not None and not 0 < port < 65536:
             raise SaslError(f"OAUTHBEARER: invalid port {port}")
-        token_bytes = _check_token(self.name, token)
+        token_bytes = _token_bytes(self.name, token)
         authzid = f"a={_escape_saslname(username)}" if username else ""
         pairs = b""
         if host is not None:
@@ -696,7 +700,9 @@ def _hash_name(name: str) -> str:
     return canonical
 
 
-def _scram_keys(password: bytes, salt: bytes, iterations: int, hash_name: str) -> tuple[bytes, bytes]:
+def _scram_keys(
+    password: bytes, salt: bytes, iterations: int, hash_name: str
+) -> tuple[bytes, bytes]:
     """ClientKey and ServerKey (RFC 5802 section 3)."""
     salted = hashlib.pbkdf2_hmac(hash_name, password, salt, iterations)
     client_key = hmac.digest(salted, b"Client Key", hash_name)
@@ -705,7 +711,7 @@ def _scram_keys(password: bytes, salt: bytes, iterations: int, hash_name: str) -
 
 
 def _xor(left: bytes, right: bytes) -> bytes:
-    return bytes(a ^ b for a, b in zip(left, right))
+    return bytes(a ^ b for a, b in zip(left, right, strict=True))
 
 
 def scram_credentials(
@@ -880,7 +886,7 @@ class ScramSha256(_ScramClient):
 # --- server mechanisms -----------------------------------------------------------------
 
 
-def _authcid(raw: str, prepare: bool) -> str | None:
+def _maybe_prepared(raw: str, prepare: bool) -> str | None:
     return _prepared(raw) if prepare else raw
 
 
@@ -915,8 +921,8 @@ class PlainServer(ServerMechanism):
             return _malformed("PLAIN message is not UTF-8")
         if not raw_authcid or not raw_password:
             return _malformed("PLAIN user name or password is empty")
-        authcid = _authcid(raw_authcid, self._prepare)
-        password = _authcid(raw_password, self._prepare)
+        authcid = _maybe_prepared(raw_authcid, self._prepare)
+        password = _maybe_prepared(raw_password, self._prepare)
         if authcid is None or password is None:
             return _malformed("PLAIN user name or password refused by SASLprep")
         if not self._check_password(authcid, password, authzid):
@@ -959,13 +965,13 @@ class LoginServer(ServerMechanism):
     def _step(self, response: bytes) -> Step:
         text = _utf8(response)
         if self._state is _LoginState.USERNAME:
-            authcid = None if not text else _authcid(text, self._prepare)
+            authcid = None if not text else _maybe_prepared(text, self._prepare)
             if authcid is None:
                 return _malformed("LOGIN user name is empty, not UTF-8 or refused by SASLprep")
             self._authcid = authcid
             self._state = _LoginState.PASSWORD
             return Step.continue_with(self._prompts[1])
-        password = None if not text else _authcid(text, self._prepare)
+        password = None if not text else _maybe_prepared(text, self._prepare)
         if password is None:
             return _malformed(
                 "LOGIN password is empty, not UTF-8 or refused by SASLprep", authcid=self._authcid
@@ -999,7 +1005,7 @@ class CramMd5Server(ServerMechanism):
     def _start(self, initial_response: bytes | None) -> Step:
         if initial_response is not None:
             return _malformed("CRAM-MD5 takes no initial response")
-        challenge = f"<{self._nonce()}@{self._hostname}>".encode("utf-8")
+        challenge = f"<{self._nonce()}@{self._hostname}>".encode()
         if not _MSG_ID.fullmatch(challenge):
             raise SaslError(f"CRAM-MD5: the nonce or hostname makes a bad msg-id {challenge!r}")
         self._challenge = challenge
@@ -1411,7 +1417,9 @@ def server_mechanism(
             verifiers.lookup_scram_sha256, authorize=verifiers.authorize, nonce=nonce
         )
     if mechanism == "SCRAM-SHA-1" and verifiers.lookup_scram_sha1 is not None:
-        return ScramSha1Server(verifiers.lookup_scram_sha1, authorize=verifiers.authorize, nonce=nonce)
+        return ScramSha1Server(
+            verifiers.lookup_scram_sha1, authorize=verifiers.authorize, nonce=nonce
+        )
     if mechanism == "CRAM-MD5" and verifiers.lookup_password is not None:
         return CramMd5Server(verifiers.lookup_password, hostname=hostname, nonce=nonce)
     if mechanism == "PLAIN" and verifiers.check_password is not None:
