@@ -39,6 +39,19 @@ from ._events import (
 )
 from ._extensions import Extensions
 from ._parameters import Body, MailParams, Notify, OriginalRecipient, RcptParams, Ret
+from ._proxy import (
+    ProxyCommand,
+    ProxyError,
+    ProxyFamily,
+    ProxyHeader,
+    ProxyParser,
+    ProxySsl,
+    ProxySslSubtype,
+    ProxyTlvType,
+    ProxyTransport,
+)
+from ._proxy import write_v1 as write_proxy_v1
+from ._proxy import write_v2 as write_proxy_v2
 from ._state import State
 from ._util import (
     NEED_DATA,
@@ -52,6 +65,17 @@ from ._util import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "write_proxy_v2",
+    "write_proxy_v1",
+    "ProxyTransport",
+    "ProxyTlvType",
+    "ProxySslSubtype",
+    "ProxySsl",
+    "ProxyParser",
+    "ProxyHeader",
+    "ProxyFamily",
+    "ProxyError",
+    "ProxyCommand",
     "Xforward",
     "Xclient",
     "StartTls",

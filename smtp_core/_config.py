@@ -95,6 +95,10 @@ class ServerConfig:
     lmtp: bool = False
     """Speak LMTP (RFC 2033): LHLO instead of EHLO/HELO, and one reply per
     accepted recipient after the content."""
+    proxy_protocol: bool = False
+    """Expect a PROXY protocol header (HAProxy's, v1 or v2) before anything
+    else: the server hands it out as a ProxyHeader event before it greets.
+    Only behind a load balancer that always sends one."""
     xclient: bool = False
     """Advertise and accept XCLIENT (Postfix): only for trusted front ends,
     so off by default; the application still decides whom to trust."""

@@ -43,6 +43,7 @@ from ._events import (
     _trusted,
 )
 from ._extensions import Extensions
+from ._proxy import ProxyError, ProxyHeader, ProxyParser
 from ._readers import (
     BdatSyntaxError,
     parse_auth_response,
@@ -192,7 +193,9 @@ class ServerConnection(_Connection):
         "_owed_refusal",
         "_pending_chunk_event",
         "_policy",
+        "_proxy",
         "config",
+        "proxy_header",
     )
 
     def __init__(self, config: ServerConfig | None = None, *, tls: bool = False) -> None:
@@ -206,6 +209,9 @@ class ServerConnection(_Connection):
         self._chunk_left: int | None = None  # BDAT octets still to read
         self._chunk_total = 0
         self._pending_chunk_event: Command | CommandError | None = None
+        self._proxy = ProxyParser() if config.proxy_protocol else None
+        self.proxy_header: ProxyHeader | None = None
+        """The PROXY header the load balancer sent, once read."""
         self._policy = Policy(
             extra_mail=config.extra_mail_parameters,
             extra_rcpt=config.extra_rcpt_parameters,
@@ -285,6 +291,15 @@ class ServerConnection(_Connection):
         self._check_usable()
         self._start_tls()
 
+    def receive_data(self, data: bytes) -> None:
+        """Give the engine bytes from the peer; ``b""`` means the peer closed."""
+        if self._proxy is not None and not self._peer_closed and self._error is None:
+            self._proxy.receive_data(bytes(data))
+            if not data:
+                self._peer_closed = True
+            return
+        super().receive_data(data)
+
     def _feed(self, data: bytes) -> None:
         # While content flows, bytes go to the content reader; once it has
         # found the end, what follows belongs to the command stream (its
@@ -304,6 +319,8 @@ class ServerConnection(_Connection):
     def next_event(self) -> Event | Sentinel:
         """The next thing the client said, or NEED_DATA, or PAUSED."""
         self._check_usable()
+        if self._proxy is not None:
+            return self._next_proxy(self._proxy)
         state = self._session.state
         if state is State.CLOSED:
             return _trusted(ConnectionClosed)
@@ -334,6 +351,20 @@ class ServerConnection(_Connection):
         self._owed_command = _trusted(AuthResponse, b"") if kind is AuthResponse else None
         self._owe(event)
         return event
+
+    def _next_proxy(self, parser: ProxyParser) -> Event | Sentinel:
+        try:
+            header = parser.next()
+        except ProxyError as error:
+            self._error = error
+            raise
+        if not isinstance(header, ProxyHeader):
+            return NEED_DATA
+        self._proxy = None
+        self.proxy_header = header
+        if parser.leftover:
+            self._buffer.feed(parser.leftover)
+        return header
 
     def _bdat(self, line: bytes) -> Bdat | None:
         """A BDAT line's size, read before anything else judges the line: its
@@ -407,6 +438,8 @@ class ServerConnection(_Connection):
             return b""
         if not isinstance(event, Reply):
             raise LocalProtocolError(f"a server sends Reply events, not {event!r}")
+        if self._proxy is not None and event.code != 421:
+            raise LocalProtocolError("read the PROXY header (next_event) before greeting")
         if session.state is State.CLOSED:
             raise LocalProtocolError("the connection is closed")
         owed = self._owed
@@ -647,7 +680,7 @@ class ClientConnection(_Connection):
             pending.append(event)
             self._project()
             return data
-        if isinstance(event, (Reply, MessageRefused, CommandError)):
+        if isinstance(event, (Reply, MessageRefused, CommandError, ProxyHeader)):
             raise LocalProtocolError(f"a client sends commands and content, not {event!r}")
         command: Command = event
         if self._chunk_left:

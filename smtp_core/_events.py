@@ -14,6 +14,7 @@ from typing import Any, TypeAlias, TypeVar
 
 from ._address import Address
 from ._parameters import MailParams, RcptParams
+from ._proxy import ProxyHeader
 from ._util import LocalProtocolError
 
 __all__ = [
@@ -535,6 +536,13 @@ Command: TypeAlias = (
 """Every command event (the things a client sends and a server receives)."""
 
 Event: TypeAlias = (
-    Command | Reply | MessageChunk | MessageEnd | MessageRefused | CommandError | ConnectionClosed
+    Command
+    | Reply
+    | MessageChunk
+    | MessageEnd
+    | MessageRefused
+    | CommandError
+    | ConnectionClosed
+    | ProxyHeader
 )
 """Every event either connection hands out or takes."""

@@ -64,9 +64,23 @@ _ATTRIBUTE = re.compile(r"[A-Z][A-Z0-9-]*")
 _MAX_DOMAIN = 255
 
 
+# Suggested replies quote what was wrong; the quote is cut so that the reply
+# line stays within RFC 5321 4.5.3.1.5's 512 octets however long the input.
+_MAX_REPLY_TEXT = 400
+
+
+def _short(text: str) -> str:
+    if len(text.encode("utf-8", "surrogateescape")) <= _MAX_REPLY_TEXT:
+        return text
+    return (
+        text.encode("utf-8", "surrogateescape")[: _MAX_REPLY_TEXT - 3].decode("utf-8", "ignore")
+        + "..."
+    )
+
+
 class _Refused(Exception):
     def __init__(self, code: int, enhanced: str, text: str) -> None:
-        self.reply = Reply(code, text, enhanced)
+        self.reply = Reply(code, _short(text), enhanced)
 
 
 def _no_argument(name: str, argument: str, config: ServerConfig) -> None:
@@ -264,7 +278,7 @@ _VERBS: dict[str, tuple[type, Callable[[str, ServerConfig], Command]]] = {
 
 
 def _error(line: bytes, code: int, enhanced: str, text: str) -> CommandError:
-    return _trusted(CommandError, line, Reply(code, text, enhanced))
+    return _trusted(CommandError, line, Reply(code, _short(text), enhanced))
 
 
 def parse_command(

@@ -618,3 +618,13 @@ def test_ehlo_domain_longer_than_255_octets_is_refused():
     assert isinstance(event, Ehlo)
     data = server.send(server.ehlo_reply())
     assert max(len(line) for line in data.split(b"\r\n")) + 2 <= 512
+
+
+def test_suggested_replies_fit_the_reply_line_limit_whatever_they_quote():
+    """RFC 5321 4.5.3.1.5: a suggested refusal that quotes a long bad
+    argument is cut so that the application can always send it."""
+    server = greeted()
+    event = one(server, b"MAIL FROM:<a@example.com>" + b"Z" * 480 + b"\r\n")
+    assert isinstance(event, CommandError) and event.reply.code == 501
+    data = server.send(event.reply)
+    assert len(data) <= 512 and data.endswith(b"...\r\n")
