@@ -73,9 +73,10 @@ class ConnectionPair:
         client_config: ClientConfig | None = None,
         *,
         greet: bool = True,
+        tls: bool = False,
     ) -> None:
-        self.server = ServerConnection(server_config)
-        self.client = ClientConnection(client_config)
+        self.server = ServerConnection(server_config, tls=tls)
+        self.client = ClientConnection(client_config, tls=tls)
         self.wire_to_server = bytearray()
         self.wire_to_client = bytearray()
         if greet:
