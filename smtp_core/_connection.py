@@ -603,8 +603,8 @@ class ClientConnection(_Connection):
             session.state = State.CLOSED
             return _reply(code, lines, None)
         command = self._pending[0]
-        fault_probe = _reply(code, lines, None)
-        fault = session.reply_fault(command, fault_probe)
+        reply = _reply(code, lines, None)
+        fault = session.reply_fault(command, reply)
         if fault is not None:
             self._fail(f"server broke the protocol: {fault}")
         if code != 421 and session.replies_owed(command) > 1:
@@ -612,13 +612,12 @@ class ClientConnection(_Connection):
             if not self._per_recipient:
                 self._per_recipient = list(session.recipients)
             recipient = self._per_recipient.pop(0)
+            object.__setattr__(reply, "answers", recipient)
             if self._per_recipient:
-                return _reply(code, lines, recipient)
-            answers: Command | MessageEnd | None = recipient
-        else:
-            answers = None if isinstance(command, Greeting) else command
+                return reply
+        elif not isinstance(command, Greeting):
+            object.__setattr__(reply, "answers", command)
         self._pending.popleft()
-        reply = _reply(code, lines, answers)
         if code == 334 and isinstance(command, (Auth, AuthResponse)):
             try:
                 base64.b64decode(lines[0], validate=True)

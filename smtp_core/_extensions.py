@@ -84,52 +84,52 @@ class Extensions:
     @property
     def pipelining(self) -> bool:
         """PIPELINING (RFC 2920)."""
-        return "PIPELINING" in self
+        return "PIPELINING" in self._index
 
     @property
     def eightbitmime(self) -> bool:
         """8BITMIME (RFC 6152)."""
-        return "8BITMIME" in self
+        return "8BITMIME" in self._index
 
     @property
     def smtputf8(self) -> bool:
         """SMTPUTF8 (RFC 6531)."""
-        return "SMTPUTF8" in self
+        return "SMTPUTF8" in self._index
 
     @property
     def chunking(self) -> bool:
         """CHUNKING, the BDAT command (RFC 3030)."""
-        return "CHUNKING" in self
+        return "CHUNKING" in self._index
 
     @property
     def binarymime(self) -> bool:
         """BINARYMIME (RFC 3030)."""
-        return "BINARYMIME" in self
+        return "BINARYMIME" in self._index
 
     @property
     def dsn(self) -> bool:
         """DSN (RFC 3461)."""
-        return "DSN" in self
+        return "DSN" in self._index
 
     @property
     def starttls(self) -> bool:
         """STARTTLS (RFC 3207)."""
-        return "STARTTLS" in self
+        return "STARTTLS" in self._index
 
     @property
     def enhanced_status_codes(self) -> bool:
         """ENHANCEDSTATUSCODES (RFC 2034)."""
-        return "ENHANCEDSTATUSCODES" in self
+        return "ENHANCEDSTATUSCODES" in self._index
 
     @property
     def requiretls(self) -> bool:
         """REQUIRETLS (RFC 8689)."""
-        return "REQUIRETLS" in self
+        return "REQUIRETLS" in self._index
 
     @property
     def size(self) -> bool:
         """SIZE was advertised, with or without a limit (RFC 1870)."""
-        return "SIZE" in self
+        return "SIZE" in self._index
 
     @property
     def max_size(self) -> int | None:
