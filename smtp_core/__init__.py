@@ -38,7 +38,18 @@ from ._events import (
     Xforward,
 )
 from ._extensions import Extensions
-from ._parameters import Body, MailParams, Notify, OriginalRecipient, RcptParams, Ret
+from ._parameters import (
+    Body,
+    DeliverBy,
+    DeliverByMode,
+    MailParams,
+    Notify,
+    OriginalRecipient,
+    RcptParams,
+    Ret,
+    Rrvs,
+    RrvsAction,
+)
 from ._proxy import (
     ProxyCommand,
     ProxyError,
@@ -65,6 +76,10 @@ from ._util import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "RrvsAction",
+    "Rrvs",
+    "DeliverByMode",
+    "DeliverBy",
     "write_proxy_v2",
     "write_proxy_v1",
     "ProxyTransport",

@@ -95,6 +95,9 @@ class ServerConfig:
     lmtp: bool = False
     """Speak LMTP (RFC 2033): LHLO instead of EHLO/HELO, and one reply per
     accepted recipient after the content."""
+    requiretls: bool = False
+    """Advertise REQUIRETLS (RFC 8689), under TLS only, and accept the
+    REQUIRETLS parameter; the application must then honour it when relaying."""
     proxy_protocol: bool = False
     """Expect a PROXY protocol header (HAProxy's, v1 or v2) before anything
     else: the server hands it out as a ProxyHeader event before it greets.

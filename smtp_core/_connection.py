@@ -253,6 +253,8 @@ class ServerConnection(_Connection):
                 keywords.append(("BINARYMIME", ()))
         if config.starttls and not tls:
             keywords.append(("STARTTLS", ()))
+        if config.requiretls and (tls or everything):
+            keywords.append(("REQUIRETLS", ()))
         if config.xclient:
             keywords.append(("XCLIENT", _XCLIENT_ATTRIBUTES))
         if config.xforward:

@@ -1,6 +1,8 @@
 # MAIL and RCPT parameters: RFC 5321 4.1.2 esmtp-param, typed where an RFC
 # defines them (SIZE RFC 1870; BODY RFC 6152 and RFC 3030; SMTPUTF8 RFC 6531;
-# RET, ENVID, NOTIFY, ORCPT RFC 3461), every other keyword kept as it came.
+# RET, ENVID, NOTIFY, ORCPT RFC 3461; AUTH RFC 4954; REQUIRETLS RFC 8689;
+# MT-PRIORITY RFC 6710; BY RFC 2852; RRVS, a RCPT parameter, RFC 7293), every
+# other keyword kept as it came.
 #
 # Decisions a reader must know:
 # - Parsing checks syntax, duplicates and the values of the keywords that
@@ -8,7 +10,7 @@
 #   session (extension advertised, size under the limit) is the caller's call,
 #   so unknown keywords, and known ones on the wrong command (SIZE on RCPT),
 #   land in ``extra``, uppercased, in arrival order, for a relay to pass on.
-# - ENVID and the ORCPT address are stored decoded. xtext (RFC 3461 4) is
+# - ENVID, AUTH and the ORCPT address are stored decoded. xtext (RFC 3461 4) is
 #   defined over ASCII; octets above 0x7F are read and written as UTF-8 so that
 #   any text round-trips.
 # - str() writes the wire form, and parsing it gives the same value back.
@@ -20,16 +22,21 @@ import re
 from dataclasses import dataclass, fields
 from typing import TypeAlias, TypeVar
 
+from ._address import Address
 from ._util import LocalProtocolError
 
 __all__ = [
     "Body",
+    "DeliverBy",
+    "DeliverByMode",
     "MailParams",
     "Notify",
     "OriginalRecipient",
     "ParameterError",
     "RcptParams",
     "Ret",
+    "Rrvs",
+    "RrvsAction",
     "parse_mail_params",
     "parse_rcpt_params",
     "xtext_decode",
@@ -47,16 +54,33 @@ _XCHARS = re.compile(r"[\x21-\x2a\x2c-\x3c\x3e-\x7e]*")
 _XTEXT = re.compile(r"(?:[\x21-\x2a\x2c-\x3c\x3e-\x7e]|\+[0-9A-F]{2})*")
 _HEXCHAR = re.compile(rb"\+([0-9A-F]{2})")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+# priority-value: an optional sign and one digit (RFC 6710 3).
+_MT_PRIORITY = re.compile(r"[+-]?[0-9]")
+# by-value = by-time ";" by-mode [by-trace], by-time = ["-" / "+"] 1*9digit
+# (RFC 2852 4); ABNF literals are case-insensitive (RFC 5234 2.3).
+_BY_VALUE = re.compile(r"([+-]?[0-9]{1,9});([NnRr])([Tt]?)")
+# date-time of RFC 3339 5.6, "T" and "Z" in either case (its note to 5.6). The
+# day is checked against the month afterwards.
+_DATE_TIME = re.compile(
+    r"([0-9]{4})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt]"
+    r"(?:[01][0-9]|2[0-3]):[0-5][0-9]:(?:[0-5][0-9]|60)(?:\.[0-9]+)?"
+    r"(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
+)
 
 _MAX_SIZE = 10**20  # SIZE is 1*20DIGIT (RFC 1870)
 _MAX_ENVID = 100  # RFC 3461 4.4
 _MAX_ORCPT = 500  # RFC 3461 4.2
+_MAX_AUTH = 500  # RFC 4954 3: AUTH= lengthens the MAIL line by up to 500 characters.
+_MAX_BY_TIME = 999_999_999  # by-time is 1*9digit (RFC 2852 4)
 
-_MAIL_KEYWORDS = frozenset({"SIZE", "BODY", "SMTPUTF8", "RET", "ENVID"})
-_RCPT_KEYWORDS = frozenset({"NOTIFY", "ORCPT"})
+_MAIL_KEYWORDS = frozenset(
+    {"SIZE", "BODY", "SMTPUTF8", "RET", "ENVID", "AUTH", "REQUIRETLS", "MT-PRIORITY", "BY"}
+)
+_RCPT_KEYWORDS = frozenset({"NOTIFY", "ORCPT", "RRVS"})
 
 Extra: TypeAlias = tuple[tuple[str, str | None], ...]
 _E = TypeVar("_E", bound=enum.Enum)
+_T = TypeVar("_T")
 
 
 class Body(enum.Enum):
@@ -81,6 +105,22 @@ class Notify(enum.Enum):
     SUCCESS = "SUCCESS"
     FAILURE = "FAILURE"
     DELAY = "DELAY"
+
+
+class DeliverByMode(enum.Enum):
+    """by-mode of BY= (RFC 2852 4): what is done once the time has run out."""
+
+    NOTIFY = "N"
+    """Send a "delayed" DSN and go on trying to deliver."""
+    RETURN = "R"
+    """Give up and return the message as undeliverable."""
+
+
+class RrvsAction(enum.Enum):
+    """What may follow the date-time of RRVS= (RFC 7293 3): ";C" continue, ";R" reject."""
+
+    CONTINUE = "C"
+    REJECT = "R"
 
 
 class ParameterError(ValueError):
@@ -125,12 +165,80 @@ class OriginalRecipient:
         return f"{self.addr_type};{xtext_encode(self.address)}"
 
 
+@dataclass(frozen=True, slots=True)
+class DeliverBy:
+    """BY= of MAIL (RFC 2852 4): ``by-time ";" by-mode [by-trace]``.
+
+    ``seconds`` is the by-time, -999999999 to 999999999, the seconds within
+    which the message is to be delivered; RETURN needs it above zero.
+    ``trace`` is by-trace ("T").
+    """
+
+    seconds: int
+    mode: DeliverByMode
+    trace: bool = False
+
+    def __post_init__(self) -> None:
+        seconds = self.seconds
+        if (
+            not isinstance(seconds, int)
+            or isinstance(seconds, bool)
+            or not -_MAX_BY_TIME <= seconds <= _MAX_BY_TIME
+        ):
+            raise LocalProtocolError(
+                f"DeliverBy.seconds: expected an int from {-_MAX_BY_TIME} to {_MAX_BY_TIME}, "
+                f"got {seconds!r}"
+            )
+        if not isinstance(self.mode, DeliverByMode):
+            raise LocalProtocolError(f"DeliverBy.mode: expected a DeliverByMode, got {self.mode!r}")
+        if not isinstance(self.trace, bool):
+            raise LocalProtocolError(f"DeliverBy.trace: expected a bool, got {self.trace!r}")
+        if self.mode is DeliverByMode.RETURN and seconds <= 0:
+            raise LocalProtocolError(
+                f"DeliverBy.seconds: expected more than 0 with RETURN mode, got {seconds}"
+            )
+
+    def __str__(self) -> str:
+        return f"{self.seconds};{self.mode.value}{'T' if self.trace else ''}"
+
+
+@dataclass(frozen=True, slots=True)
+class Rrvs:
+    """RRVS= of RCPT (RFC 7293 3): ``date-time [";" ("C" / "R")]``.
+
+    ``timestamp`` is an RFC 3339 date-time kept as written; ``action`` is None
+    when the client named none.
+    """
+
+    timestamp: str
+    action: RrvsAction | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.timestamp, str):
+            raise LocalProtocolError(
+                f"Rrvs.timestamp: expected str, got {type(self.timestamp).__name__}"
+            )
+        problem = _date_time_problem(self.timestamp)
+        if problem is not None:
+            raise LocalProtocolError(f"Rrvs.timestamp: {problem}")
+        if self.action is not None and not isinstance(self.action, RrvsAction):
+            raise LocalProtocolError(
+                f"Rrvs.action: expected an RrvsAction or None, got {self.action!r}"
+            )
+
+    def __str__(self) -> str:
+        if self.action is None:
+            return self.timestamp
+        return f"{self.timestamp};{self.action.value}"
+
+
 @dataclass(frozen=True, slots=True, repr=False)
 class MailParams:
     """The parameters of MAIL FROM.
 
-    ``extra`` holds every other keyword, uppercase, in arrival order, with its
-    value or None.
+    ``auth`` is the decoded AUTH= value: ``"<>"`` or a mailbox (RFC 4954 5).
+    ``mt_priority`` is -9 to 9 (RFC 6710). ``extra`` holds every other keyword,
+    uppercase, in arrival order, with its value or None.
     """
 
     size: int | None = None
@@ -138,6 +246,10 @@ class MailParams:
     smtputf8: bool = False
     ret: Ret | None = None
     envid: str | None = None
+    auth: str | None = None
+    requiretls: bool = False
+    mt_priority: int | None = None
+    deliver_by: DeliverBy | None = None
     extra: Extra = ()
 
     def __post_init__(self) -> None:
@@ -162,6 +274,26 @@ class MailParams:
                     f"MailParams.envid: expected 1 to {_MAX_ENVID} characters as xtext, "
                     f"got {length}"
                 )
+        if self.auth is not None:
+            _check_text("MailParams.auth", self.auth)
+            problem = _auth_problem(self.auth)
+            if problem is not None:
+                raise LocalProtocolError(f"MailParams.auth: {problem}")
+        if not isinstance(self.requiretls, bool):
+            raise LocalProtocolError(
+                f"MailParams.requiretls: expected a bool, got {self.requiretls!r}"
+            )
+        priority = self.mt_priority
+        if priority is not None and (
+            not isinstance(priority, int) or isinstance(priority, bool) or not -9 <= priority <= 9
+        ):
+            raise LocalProtocolError(
+                f"MailParams.mt_priority: expected None or an int from -9 to 9, got {priority!r}"
+            )
+        if self.deliver_by is not None and not isinstance(self.deliver_by, DeliverBy):
+            raise LocalProtocolError(
+                f"MailParams.deliver_by: expected a DeliverBy or None, got {self.deliver_by!r}"
+            )
         _check_extra("MailParams.extra", self.extra, _MAIL_KEYWORDS)
 
     def __str__(self) -> str:
@@ -176,6 +308,14 @@ class MailParams:
             words.append(f"RET={self.ret.value}")
         if self.envid is not None:
             words.append(f"ENVID={xtext_encode(self.envid)}")
+        if self.auth is not None:
+            words.append(f"AUTH={xtext_encode(self.auth)}")
+        if self.requiretls:
+            words.append("REQUIRETLS")
+        if self.mt_priority is not None:
+            words.append(f"MT-PRIORITY={self.mt_priority}")
+        if self.deliver_by is not None:
+            words.append(f"BY={self.deliver_by}")
         words.extend(_extra_words(self.extra))
         return " ".join(words)
 
@@ -192,6 +332,10 @@ class MailParams:
                 ("SMTPUTF8", self.smtputf8),
                 ("RET", self.ret is not None),
                 ("ENVID", self.envid is not None),
+                ("AUTH", self.auth is not None),
+                ("REQUIRETLS", self.requiretls),
+                ("MT-PRIORITY", self.mt_priority is not None),
+                ("BY", self.deliver_by is not None),
             )
             if is_present
         ]
@@ -203,11 +347,14 @@ class RcptParams:
     """The parameters of RCPT TO.
 
     ``notify`` is ``(Notify.NEVER,)`` or a non-empty set of SUCCESS, FAILURE and
-    DELAY, in the order given. ``extra`` as for MailParams.
+    DELAY, in the order given. ``rrvs`` is RRVS= (RFC 7293), a RCPT parameter
+    because each recipient's mailbox has its own date. ``extra`` as for
+    MailParams.
     """
 
     notify: tuple[Notify, ...] | None = None
     orcpt: OriginalRecipient | None = None
+    rrvs: Rrvs | None = None
     extra: Extra = ()
 
     def __post_init__(self) -> None:
@@ -224,6 +371,10 @@ class RcptParams:
             raise LocalProtocolError(
                 f"RcptParams.orcpt: expected an OriginalRecipient or None, got {self.orcpt!r}"
             )
+        if self.rrvs is not None and not isinstance(self.rrvs, Rrvs):
+            raise LocalProtocolError(
+                f"RcptParams.rrvs: expected an Rrvs or None, got {self.rrvs!r}"
+            )
         _check_extra("RcptParams.extra", self.extra, _RCPT_KEYWORDS)
 
     def __str__(self) -> str:
@@ -232,6 +383,8 @@ class RcptParams:
             words.append("NOTIFY=" + ",".join(item.value for item in self.notify))
         if self.orcpt is not None:
             words.append(f"ORCPT={self.orcpt}")
+        if self.rrvs is not None:
+            words.append(f"RRVS={self.rrvs}")
         words.extend(_extra_words(self.extra))
         return " ".join(words)
 
@@ -245,6 +398,7 @@ class RcptParams:
             for keyword, is_present in (
                 ("NOTIFY", self.notify is not None),
                 ("ORCPT", self.orcpt is not None),
+                ("RRVS", self.rrvs is not None),
             )
             if is_present
         ]
@@ -255,7 +409,8 @@ def parse_mail_params(text: str) -> MailParams:
     """Parse the parameters after the reverse path of MAIL FROM.
 
     Raises ParameterError(501, "5.5.4", ...) for bad syntax, a repeated keyword
-    or a bad value of SIZE, BODY, SMTPUTF8, RET or ENVID.
+    or a bad value of SIZE, BODY, SMTPUTF8, RET, ENVID, AUTH, REQUIRETLS,
+    MT-PRIORITY or BY.
     """
     if not text:
         return _NO_MAIL_PARAMS
@@ -264,14 +419,22 @@ def parse_mail_params(text: str) -> MailParams:
     smtputf8 = False
     ret: Ret | None = None
     envid: str | None = None
+    auth: str | None = None
+    requiretls = False
+    mt_priority: int | None = None
+    deliver_by: DeliverBy | None = None
     extra: list[tuple[str, str | None]] = []
     for keyword, value in _split(text):
         if keyword not in _MAIL_KEYWORDS:
             extra.append((keyword, value))
-        elif keyword == "SMTPUTF8":
+        elif keyword in _MAIL_FLAGS:
+            # RFC 6531 3.4 and RFC 8689 4.1: these parameters take no value.
             if value is not None:
-                raise _refuse(f"expected SMTPUTF8 without a value, got SMTPUTF8={value}")
-            smtputf8 = True
+                raise _refuse(f"expected {keyword} without a value, got {keyword}={value}")
+            if keyword == "SMTPUTF8":
+                smtputf8 = True
+            else:
+                requiretls = True
         elif value is None:
             raise _refuse(f"expected a value for {keyword}, got {keyword} alone")
         elif keyword == "SIZE":
@@ -282,41 +445,50 @@ def parse_mail_params(text: str) -> MailParams:
             body = _enum_value(_BODY_BY_NAME, keyword, value)
         elif keyword == "RET":
             ret = _enum_value(_RET_BY_NAME, keyword, value)
-        else:  # ENVID
+        elif keyword == "ENVID":
             if len(value) > _MAX_ENVID:
                 raise _refuse(
                     f"expected ENVID of at most {_MAX_ENVID} characters, got {len(value)}"
                 )
             envid = _decode_value(keyword, value)
-    if (
-        size is None
-        and body is None
-        and not smtputf8
-        and ret is None
-        and envid is None
-        and not extra
-    ):
-        return _NO_MAIL_PARAMS
-    params = object.__new__(MailParams)
-    object.__setattr__(params, "size", size)
-    object.__setattr__(params, "body", body)
-    object.__setattr__(params, "smtputf8", smtputf8)
-    object.__setattr__(params, "ret", ret)
-    object.__setattr__(params, "envid", envid)
-    object.__setattr__(params, "extra", tuple(extra))
-    return params
+        elif keyword == "AUTH":
+            auth = _parse_auth(value)
+        elif keyword == "MT-PRIORITY":
+            if _MT_PRIORITY.fullmatch(value) is None:
+                raise _refuse(
+                    f"expected MT-PRIORITY=-9 to 9 (one digit, optional sign), "
+                    f"got MT-PRIORITY={value}"
+                )
+            mt_priority = int(value)
+        else:  # BY
+            deliver_by = _parse_deliver_by(value)
+    params = _trusted(
+        MailParams,
+        size=size,
+        body=body,
+        smtputf8=smtputf8,
+        ret=ret,
+        envid=envid,
+        auth=auth,
+        requiretls=requiretls,
+        mt_priority=mt_priority,
+        deliver_by=deliver_by,
+        extra=tuple(extra),
+    )
+    return _NO_MAIL_PARAMS if params == _NO_MAIL_PARAMS else params
 
 
 def parse_rcpt_params(text: str) -> RcptParams:
     """Parse the parameters after the forward path of RCPT TO.
 
     Raises ParameterError(501, "5.5.4", ...) for bad syntax, a repeated keyword
-    or a bad value of NOTIFY or ORCPT.
+    or a bad value of NOTIFY, ORCPT or RRVS.
     """
     if not text:
         return _NO_RCPT_PARAMS
     notify: tuple[Notify, ...] | None = None
     orcpt: OriginalRecipient | None = None
+    rrvs: Rrvs | None = None
     extra: list[tuple[str, str | None]] = []
     for keyword, value in _split(text):
         if keyword not in _RCPT_KEYWORDS:
@@ -325,15 +497,12 @@ def parse_rcpt_params(text: str) -> RcptParams:
             raise _refuse(f"expected a value for {keyword}, got {keyword} alone")
         elif keyword == "NOTIFY":
             notify = _parse_notify(value)
-        else:  # ORCPT
+        elif keyword == "ORCPT":
             orcpt = _parse_orcpt(value)
-    if notify is None and orcpt is None and not extra:
-        return _NO_RCPT_PARAMS
-    params = object.__new__(RcptParams)
-    object.__setattr__(params, "notify", notify)
-    object.__setattr__(params, "orcpt", orcpt)
-    object.__setattr__(params, "extra", tuple(extra))
-    return params
+        else:  # RRVS
+            rrvs = _parse_rrvs(value)
+    params = _trusted(RcptParams, notify=notify, orcpt=orcpt, rrvs=rrvs, extra=tuple(extra))
+    return _NO_RCPT_PARAMS if params == _NO_RCPT_PARAMS else params
 
 
 def xtext_encode(text: str) -> str:
@@ -479,10 +648,98 @@ def _parse_orcpt(value: str) -> OriginalRecipient:
     if _ADDR_TYPE.fullmatch(addr_type) is None:
         raise _refuse(f"expected an addr-type atom such as 'rfc822' in ORCPT, got {addr_type!r}")
     address = _decode_value("ORCPT", encoded)
-    orcpt = object.__new__(OriginalRecipient)
-    object.__setattr__(orcpt, "addr_type", addr_type)
-    object.__setattr__(orcpt, "address", address)
-    return orcpt
+    return _trusted(OriginalRecipient, addr_type=addr_type, address=address)
+
+
+def _parse_auth(value: str) -> str:
+    if len(value) > _MAX_AUTH:
+        raise _refuse(f"expected AUTH of at most {_MAX_AUTH} characters, got {len(value)}")
+    mailbox = _decode_value("AUTH", value)
+    problem = _auth_problem(mailbox)
+    if problem is not None:
+        raise _refuse(f"AUTH: {problem}")
+    return mailbox
+
+
+def _auth_problem(mailbox: str) -> str | None:
+    """What is wrong with a decoded AUTH= value, or None.
+
+    RFC 4954 5: the value is "<>" or an addr-spec; a mailbox as SMTP writes it
+    (RFC 5321 4.1.2, UTF-8 allowed) is taken as the addr-spec.
+    """
+    if mailbox == "<>":
+        return None
+    try:
+        address = Address.parse(mailbox)
+    except LocalProtocolError as error:
+        reason = str(error).removeprefix("Address.parse: ")
+        return f"expected <> or a mailbox, got {mailbox!r}: {reason}"
+    if address.domain is None:
+        return f"expected <> or a mailbox with a domain, got {mailbox!r}"
+    length = len(xtext_encode(mailbox))
+    if length > _MAX_AUTH:
+        return f"expected at most {_MAX_AUTH} characters as xtext, got {length}"
+    return None
+
+
+def _parse_deliver_by(value: str) -> DeliverBy:
+    match = _BY_VALUE.fullmatch(value)
+    if match is None:
+        raise _refuse(
+            "expected BY=by-time;by-mode[T]: an integer of 1 to 9 digits with an optional "
+            f"sign, ';', N or R, and an optional T, got BY={value}"
+        )
+    seconds = int(match.group(1))
+    mode = _DELIVER_BY_MODE_BY_NAME[match.group(2).upper()]
+    # RFC 2852 4: a by-time of zero or less makes no sense with mode R.
+    if mode is DeliverByMode.RETURN and seconds <= 0:
+        raise _refuse(f"expected a by-time above 0 with mode R, got BY={value}")
+    return _trusted(DeliverBy, seconds=seconds, mode=mode, trace=bool(match.group(3)))
+
+
+def _parse_rrvs(value: str) -> Rrvs:
+    timestamp, semicolon, action_name = value.partition(";")
+    problem = _date_time_problem(timestamp)
+    if problem is not None:
+        raise _refuse(f"RRVS: {problem}")
+    action: RrvsAction | None = None
+    if semicolon:
+        action = _RRVS_ACTION_BY_NAME.get(action_name.upper()) if action_name.isascii() else None
+        if action is None:
+            raise _refuse(
+                f"expected RRVS=date-time, then ';C' or ';R' or nothing, got RRVS={value}"
+            )
+    return _trusted(Rrvs, timestamp=timestamp, action=action)
+
+
+def _date_time_problem(text: str) -> str | None:
+    """What keeps ``text`` from being an RFC 3339 5.6 date-time, or None."""
+    match = _DATE_TIME.fullmatch(text)
+    if match is None:
+        return (
+            "expected an RFC 3339 date-time such as 2014-04-03T23:01:00Z or "
+            f"1997-11-24T14:22:01-08:00, got {text!r}"
+        )
+    year, month, day = (int(part) for part in match.group(1, 2, 3))
+    # RFC 3339 5.7: the day must exist in that month of that year.
+    if day > _days_in_month(year, month):
+        return f"expected a day that exists in {year:04d}-{month:02d}, got {text!r}"
+    return None
+
+
+def _days_in_month(year: int, month: int) -> int:
+    if month == 2:
+        return 29 if year % 4 == 0 and (year % 100 != 0 or year % 400 == 0) else 28
+    return 30 if month in (4, 6, 9, 11) else 31
+
+
+def _trusted(kind: type[_T], **values: object) -> _T:
+    """Build a dataclass from values the parser already checked, skipping
+    __post_init__."""
+    built = object.__new__(kind)
+    for name, value in values.items():
+        object.__setattr__(built, name, value)
+    return built
 
 
 def _check_text(field: str, text: object) -> None:
@@ -536,6 +793,9 @@ def _refuse(message: str) -> ParameterError:
 _BODY_BY_NAME = {item.value: item for item in Body}
 _RET_BY_NAME = {item.value: item for item in Ret}
 _NOTIFY_BY_NAME = {item.value: item for item in Notify}
+_DELIVER_BY_MODE_BY_NAME = {item.value: item for item in DeliverByMode}
+_RRVS_ACTION_BY_NAME = {item.value: item for item in RrvsAction}
+_MAIL_FLAGS = frozenset({"SMTPUTF8", "REQUIRETLS"})
 # Built last: __post_init__ needs the helpers above.
 _NO_MAIL_PARAMS = MailParams()
 _NO_RCPT_PARAMS = RcptParams()

@@ -396,8 +396,12 @@ _MAIL_PARAMETER_EXTENSION = {
     "SMTPUTF8": "SMTPUTF8",
     "RET": "DSN",
     "ENVID": "DSN",
+    "AUTH": "AUTH",  # RFC 4954 section 5
+    "REQUIRETLS": "REQUIRETLS",  # RFC 8689 section 4.1
+    "MT-PRIORITY": "MT-PRIORITY",  # RFC 6710
+    "BY": "DELIVERBY",  # RFC 2852: the keyword differs from the parameter
 }
-_RCPT_PARAMETER_EXTENSION = {"NOTIFY": "DSN", "ORCPT": "DSN"}
+_RCPT_PARAMETER_EXTENSION = {"NOTIFY": "DSN", "ORCPT": "DSN", "RRVS": "RRVS"}
 _BODY_EXTENSION = {"7BIT": None, "8BITMIME": "8BITMIME", "BINARYMIME": "BINARYMIME"}
 
 
@@ -412,7 +416,15 @@ def command_line_limit(command_type: type, session: Session, base: int) -> int:
     if extensions is None or command_type not in (Mail, Rcpt):
         return base
     if command_type is Mail:
-        return base + 26 * extensions.size + 10 * extensions.smtputf8 + 100 * extensions.dsn
+        # RFC 4954 section 5: AUTH= may add up to 500 octets to MAIL.
+        auth = "AUTH" in extensions
+        return (
+            base
+            + 26 * extensions.size
+            + 10 * extensions.smtputf8
+            + 100 * extensions.dsn
+            + 500 * auth
+        )
     return base + 10 * extensions.smtputf8 + 500 * extensions.dsn
 
 

@@ -14,14 +14,18 @@ from hypothesis import strategies as st
 from smtp_core._address import Address
 from smtp_core._parameters import (
     Body,
+    DeliverBy,
+    DeliverByMode,
     MailParams,
     Notify,
     OriginalRecipient,
     RcptParams,
     Ret,
+    Rrvs,
+    RrvsAction,
 )
 
-__all__ = ["addresses", "mail_params", "rcpt_params"]
+__all__ = ["addresses", "mail_params", "rcpt_params", "rfc3339_timestamps"]
 
 _ATEXT = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-/=?^_`{|}~"
 _PRINTABLE = "".join(chr(code) for code in range(32, 127))
@@ -149,8 +153,48 @@ def _extras(typed: frozenset[str]) -> st.SearchStrategy[tuple[tuple[str, str | N
     ).map(tuple)
 
 
-def mail_params() -> st.SearchStrategy[MailParams]:
-    """Valid MAIL FROM parameters (RFC 1870, 6152, 3030, 6531, 3461)."""
+# Keywords with a typed field, which ``extra`` may not hold.
+_MAIL_KEYWORDS = frozenset(
+    {"SIZE", "BODY", "SMTPUTF8", "RET", "ENVID", "AUTH", "REQUIRETLS", "MT-PRIORITY", "BY"}
+)
+_RCPT_KEYWORDS = frozenset({"NOTIFY", "ORCPT", "RRVS"})
+
+# RFC 4954 5: AUTH=<> or a mailbox, at most 500 characters as xtext.
+_auth_values = st.one_of(
+    st.just("<>"),
+    addresses(allow_utf8=True).map(str).filter(lambda text: _xtext_length(text) <= 500),
+)
+# RFC 2852 4: by-time of 1 to 9 digits, above zero with mode R.
+_deliver_bys = st.one_of(
+    st.builds(
+        DeliverBy,
+        seconds=st.integers(-999_999_999, 999_999_999),
+        mode=st.just(DeliverByMode.NOTIFY),
+        trace=st.booleans(),
+    ),
+    st.builds(
+        DeliverBy,
+        seconds=st.integers(1, 999_999_999),
+        mode=st.just(DeliverByMode.RETURN),
+        trace=st.booleans(),
+    ),
+)
+
+
+def mail_params(*, relay_extensions: bool = False) -> st.SearchStrategy[MailParams]:
+    """Valid MAIL FROM parameters (RFC 1870, 6152, 3030, 6531, 3461).
+
+    With ``relay_extensions`` also AUTH (RFC 4954), REQUIRETLS (RFC 8689),
+    MT-PRIORITY (RFC 6710) and BY (RFC 2852), which a server accepts only
+    when it advertises AUTH, REQUIRETLS, MT-PRIORITY and DELIVERBY.
+    """
+    if relay_extensions:
+        auth = st.none() | _auth_values
+        requiretls = st.booleans()
+        mt_priority = st.none() | st.integers(-9, 9)
+        deliver_by = st.none() | _deliver_bys
+    else:
+        auth, requiretls, mt_priority, deliver_by = st.none(), st.just(False), st.none(), st.none()
     return st.builds(
         MailParams,
         size=st.none() | st.integers(0, 10**20 - 1),
@@ -158,8 +202,48 @@ def mail_params() -> st.SearchStrategy[MailParams]:
         smtputf8=st.booleans(),
         ret=st.none() | st.sampled_from(Ret),
         envid=st.none() | _xtext_values,
-        extra=_extras(frozenset({"SIZE", "BODY", "SMTPUTF8", "RET", "ENVID"})),
+        auth=auth,
+        requiretls=requiretls,
+        mt_priority=mt_priority,
+        deliver_by=deliver_by,
+        extra=_extras(_MAIL_KEYWORDS),
     )
+
+
+def _days_in_month(year: int, month: int) -> int:
+    if month == 2:
+        return 29 if year % 4 == 0 and (year % 100 != 0 or year % 400 == 0) else 28
+    return 30 if month in (4, 6, 9, 11) else 31
+
+
+@st.composite
+def rfc3339_timestamps(draw: st.DrawFn) -> str:
+    """RFC 3339 5.6 date-times: every field at its bounds now and then, leap
+    seconds, fractions, numeric offsets, and "T" and "Z" in either case."""
+    year = draw(st.integers(0, 9999))
+    month = draw(st.integers(1, 12))
+    day = draw(st.integers(1, _days_in_month(year, month)))
+    hour, minute = draw(st.integers(0, 23)), draw(st.integers(0, 59))
+    second = draw(st.integers(0, 60))
+    fraction = draw(st.sampled_from(["", ".0", ".5", ".123456789"]))
+    offset = draw(
+        st.one_of(
+            st.sampled_from(["Z", "z"]),
+            st.tuples(st.sampled_from("+-"), st.integers(0, 23), st.integers(0, 59)).map(
+                lambda drawn: f"{drawn[0]}{drawn[1]:02d}:{drawn[2]:02d}"
+            ),
+        )
+    )
+    separator = draw(st.sampled_from("Tt"))
+    return (
+        f"{year:04d}-{month:02d}-{day:02d}{separator}"
+        f"{hour:02d}:{minute:02d}:{second:02d}{fraction}{offset}"
+    )
+
+
+_rrvs_values = st.builds(
+    Rrvs, timestamp=rfc3339_timestamps(), action=st.none() | st.sampled_from(RrvsAction)
+)
 
 
 _notifies = st.one_of(
@@ -175,11 +259,16 @@ _original_recipients = st.builds(
 )
 
 
-def rcpt_params() -> st.SearchStrategy[RcptParams]:
-    """Valid RCPT TO parameters (RFC 3461); extras may hold MAIL-only keywords."""
+def rcpt_params(*, relay_extensions: bool = False) -> st.SearchStrategy[RcptParams]:
+    """Valid RCPT TO parameters (RFC 3461); extras may hold MAIL-only keywords.
+
+    With ``relay_extensions`` also RRVS (RFC 7293), which a server accepts
+    only when it advertises RRVS.
+    """
     return st.builds(
         RcptParams,
         notify=st.none() | _notifies,
         orcpt=st.none() | _original_recipients,
-        extra=_extras(frozenset({"NOTIFY", "ORCPT"})),
+        rrvs=(st.none() | _rrvs_values) if relay_extensions else st.none(),
+        extra=_extras(_RCPT_KEYWORDS),
     )

@@ -1,21 +1,26 @@
 """MAIL and RCPT parameters: smtp_core._parameters against RFC 5321 4.1.2,
-RFC 1870, RFC 6152, RFC 3030, RFC 6531 and RFC 3461."""
+RFC 1870, RFC 6152, RFC 3030, RFC 6531, RFC 3461, RFC 4954, RFC 8689,
+RFC 6710, RFC 2852 and RFC 7293."""
 
 from __future__ import annotations
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import mail_params, rcpt_params
+from strategies import mail_params, rcpt_params, rfc3339_timestamps
 
 from smtp_core._parameters import (
     Body,
+    DeliverBy,
+    DeliverByMode,
     MailParams,
     Notify,
     OriginalRecipient,
     ParameterError,
     RcptParams,
     Ret,
+    Rrvs,
+    RrvsAction,
     parse_mail_params,
     parse_rcpt_params,
     xtext_decode,
@@ -26,26 +31,26 @@ from smtp_core._util import LocalProtocolError
 # -- round trips ------------------------------------------------------------------
 
 
-@given(mail_params())
+@given(mail_params(relay_extensions=True))
 def test_mail_params_str_then_parse_gives_the_same_value(params: MailParams) -> None:
     """RFC 5321 4.1.2: Mail-parameters = esmtp-param *(SP esmtp-param)."""
     assert parse_mail_params(str(params)) == params
 
 
-@given(rcpt_params())
+@given(rcpt_params(relay_extensions=True))
 def test_rcpt_params_str_then_parse_gives_the_same_value(params: RcptParams) -> None:
     """RFC 5321 4.1.2: Rcpt-parameters = esmtp-param *(SP esmtp-param)."""
     assert parse_rcpt_params(str(params)) == params
 
 
-@given(mail_params())
+@given(mail_params(relay_extensions=True))
 def test_mail_keywords_match_the_wire_form(params: MailParams) -> None:
     """RFC 5321 4.1.2: esmtp-keyword, one per esmtp-param."""
     wire = [word.partition("=")[0] for word in str(params).split(" ") if word]
     assert params.keywords() == tuple(wire)
 
 
-@given(rcpt_params())
+@given(rcpt_params(relay_extensions=True))
 def test_rcpt_keywords_match_the_wire_form(params: RcptParams) -> None:
     """RFC 5321 4.1.2: esmtp-keyword, one per esmtp-param."""
     wire = [word.partition("=")[0] for word in str(params).split(" ") if word]
@@ -66,18 +71,38 @@ def test_empty_text_gives_empty_params() -> None:
 
 
 def test_all_typed_mail_parameters_are_parsed() -> None:
-    """RFC 1870 6, RFC 6152 2, RFC 6531 3.4, RFC 3461 4.3 and 4.4."""
-    params = parse_mail_params("SIZE=1000 BODY=8BITMIME SMTPUTF8 RET=HDRS ENVID=QQ+2B314 AUTH=<>")
+    """RFC 1870 6, RFC 6152 2, RFC 6531 3.4, RFC 3461 4.3 and 4.4, RFC 4954 5,
+    RFC 8689 4.1, RFC 6710 3 and RFC 2852 4."""
+    wire = (
+        "SIZE=1000 BODY=8BITMIME SMTPUTF8 RET=HDRS ENVID=QQ+2B314 AUTH=<> REQUIRETLS "
+        "MT-PRIORITY=3 BY=60;R X-A=1"
+    )
+    params = parse_mail_params(wire)
     assert params == MailParams(
         size=1000,
         body=Body.EIGHT_BIT_MIME,
         smtputf8=True,
         ret=Ret.HDRS,
         envid="QQ+314",
-        extra=(("AUTH", "<>"),),
+        auth="<>",
+        requiretls=True,
+        mt_priority=3,
+        deliver_by=DeliverBy(60, DeliverByMode.RETURN),
+        extra=(("X-A", "1"),),
     )
-    assert str(params) == "SIZE=1000 BODY=8BITMIME SMTPUTF8 RET=HDRS ENVID=QQ+2B314 AUTH=<>"
-    assert params.keywords() == ("SIZE", "BODY", "SMTPUTF8", "RET", "ENVID", "AUTH")
+    assert str(params) == wire
+    assert params.keywords() == (
+        "SIZE",
+        "BODY",
+        "SMTPUTF8",
+        "RET",
+        "ENVID",
+        "AUTH",
+        "REQUIRETLS",
+        "MT-PRIORITY",
+        "BY",
+        "X-A",
+    )
 
 
 def test_keywords_and_enumerated_values_are_case_insensitive() -> None:
@@ -111,9 +136,9 @@ def test_multiple_spaces_between_parameters_are_tolerated() -> None:
 
 def test_unknown_keywords_are_kept_in_order() -> None:
     """RFC 5321 4.1.2: other esmtp-params belong to extensions the caller judges."""
-    params = parse_mail_params("ZETA=1 REQUIRETLS ALPHA=z HOLDFOR=60")
-    assert params.extra == (("ZETA", "1"), ("REQUIRETLS", None), ("ALPHA", "z"), ("HOLDFOR", "60"))
-    assert str(params) == "ZETA=1 REQUIRETLS ALPHA=z HOLDFOR=60"
+    params = parse_mail_params("ZETA=1 XVERP ALPHA=z HOLDFOR=60")
+    assert params.extra == (("ZETA", "1"), ("XVERP", None), ("ALPHA", "z"), ("HOLDFOR", "60"))
+    assert str(params) == "ZETA=1 XVERP ALPHA=z HOLDFOR=60"
 
 
 def test_rcpt_keywords_on_mail_are_extra() -> None:
@@ -307,6 +332,331 @@ def test_mail_keywords_on_rcpt_are_extra() -> None:
     assert parse_rcpt_params("SIZE=10 BODY=x").extra == (("SIZE", "10"), ("BODY", "x"))
 
 
+# -- AUTH (RFC 4954) --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("wire", "decoded"),
+    [
+        ("<>", "<>"),
+        ("user@example.com", "user@example.com"),
+        ("e+3Dmc2@example.com", "e=mc2@example.com"),
+        ("a+2Bb@example.com", "a+b@example.com"),
+        ('"j+20doe"@example.com', '"j doe"@example.com'),
+        ("jos+C3+A9@example.com", "josé@example.com"),
+        ("user@[192.0.2.1]", "user@[192.0.2.1]"),
+    ],
+)
+def test_auth_is_stored_decoded(wire: str, decoded: str) -> None:
+    """RFC 4954 5: auth-param = "AUTH=" xtext, whose value is an addr-spec or "<>"."""
+    params = parse_mail_params(f"AUTH={wire}")
+    assert params.auth == decoded
+    assert params == MailParams(auth=decoded)
+    assert parse_mail_params(str(params)) == params
+
+
+def test_auth_is_written_as_xtext() -> None:
+    """RFC 4954 5: the AUTH= value is sent xtext-encoded (RFC 3461 4)."""
+    assert str(MailParams(auth="<>")) == "AUTH=<>"
+    assert str(MailParams(auth="e=mc2@example.com")) == "AUTH=e+3Dmc2@example.com"
+    assert str(MailParams(auth='"j doe"@example.com')) == 'AUTH="j+20doe"@example.com'
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "AUTH",
+        "AUTH=user",
+        "AUTH=postmaster",
+        "AUTH=<user@example.com>",
+        "AUTH=+3C+3E+3C+3E",
+        "AUTH=@example.com",
+        "AUTH=user@",
+        "AUTH=user@-example.com",
+        "AUTH=a+2b@example.com",
+        "AUTH=a+0D+0A@example.com",
+        "AUTH=us+20er@example.com",
+        "AUTH=josé@example.com",
+    ],
+)
+def test_bad_auth_is_refused(text: str) -> None:
+    """RFC 4954 5: the value is xtext and decodes to "<>" or an addr-spec."""
+    assert "AUTH" in _refused(parse_mail_params, text).message
+
+
+def test_auth_length_limit_is_500_characters() -> None:
+    """RFC 4954 3 and 5: AUTH= lengthens the MAIL FROM line by at most 500 characters,
+    counted as sent, in xtext."""
+    fits = "+" * 163 + "@example.co"  # each "+" is "+2B": 489 + 11 characters
+    assert len(xtext_encode(fits)) == 500
+    assert parse_mail_params("AUTH=" + xtext_encode(fits)).auth == fits
+    assert MailParams(auth=fits).auth == fits
+    too_long = fits + "m"
+    assert "500" in _refused(parse_mail_params, "AUTH=" + xtext_encode(too_long)).message
+    with pytest.raises(LocalProtocolError, match="500"):
+        MailParams(auth=too_long)
+
+
+# -- REQUIRETLS (RFC 8689) ----------------------------------------------------------------
+
+
+def test_requiretls_is_a_flag() -> None:
+    """RFC 8689 4.1: REQUIRETLS is a MAIL FROM parameter without a value."""
+    params = parse_mail_params("RequireTLS")
+    assert params == MailParams(requiretls=True)
+    assert str(params) == "REQUIRETLS"
+    assert params.keywords() == ("REQUIRETLS",)
+    assert parse_mail_params("SIZE=1").requiretls is False
+
+
+@pytest.mark.parametrize("text", ["REQUIRETLS=YES", "REQUIRETLS=1", "requiretls=<>"])
+def test_requiretls_with_a_value_is_refused(text: str) -> None:
+    """RFC 8689 4.1: the REQUIRETLS parameter takes no value."""
+    assert "REQUIRETLS" in _refused(parse_mail_params, text).message
+
+
+# -- MT-PRIORITY (RFC 6710) ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "priority"),
+    [("0", 0), ("9", 9), ("-9", -9), ("+9", 9), ("+0", 0), ("-0", 0), ("-3", -3), ("4", 4)],
+)
+def test_mt_priority_values(value: str, priority: int) -> None:
+    """RFC 6710 3: priority-value is an optional "+" or "-" and one digit, -9 to 9."""
+    params = parse_mail_params(f"mt-priority={value}")
+    assert params == MailParams(mt_priority=priority)
+    assert str(params) == f"MT-PRIORITY={priority}"
+
+
+@pytest.mark.parametrize(
+    "value", [None, "10", "-10", "09", "+", "-", "+-1", "1.0", "one", "\u0663", "+\uff11"]
+)
+def test_bad_mt_priority_is_refused(value: str | None) -> None:
+    """RFC 6710 3: priority-value = ["+" / "-"] DIGIT; nothing else."""
+    text = "MT-PRIORITY" if value is None else f"MT-PRIORITY={value}"
+    assert "MT-PRIORITY" in _refused(parse_mail_params, text).message
+
+
+# -- BY (RFC 2852) ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "deliver_by", "written"),
+    [
+        ("120;R", DeliverBy(120, DeliverByMode.RETURN), "120;R"),
+        ("120;rt", DeliverBy(120, DeliverByMode.RETURN, trace=True), "120;RT"),
+        ("-30;N", DeliverBy(-30, DeliverByMode.NOTIFY), "-30;N"),
+        ("0;n", DeliverBy(0, DeliverByMode.NOTIFY), "0;N"),
+        ("+5;NT", DeliverBy(5, DeliverByMode.NOTIFY, trace=True), "5;NT"),
+        ("000000007;R", DeliverBy(7, DeliverByMode.RETURN), "7;R"),
+        ("999999999;R", DeliverBy(999_999_999, DeliverByMode.RETURN), "999999999;R"),
+        ("-999999999;Nt", DeliverBy(-999_999_999, DeliverByMode.NOTIFY, True), "-999999999;NT"),
+    ],
+)
+def test_deliver_by_values(value: str, deliver_by: DeliverBy, written: str) -> None:
+    """RFC 2852 4: by-value = by-time ";" by-mode [by-trace], by-time =
+    ["-" / "+"] 1*9digit; by-mode and by-trace in either case (RFC 5234 2.3)."""
+    params = parse_mail_params(f"by={value}")
+    assert params.deliver_by == deliver_by
+    assert str(params) == f"BY={written}"
+    assert parse_mail_params(str(params)) == params
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        "120",
+        "120;",
+        ";R",
+        "120;X",
+        "120;T",
+        "120;RTT",
+        "120;RN",
+        "120;TR",
+        "1234567890;N",
+        "1.5;N",
+        "+-1;N",
+        "120:R",
+        "\u0661\u0662;N",
+        "0;R",
+        "-0;R",
+        "-1;R",
+        "-1;RT",
+    ],
+)
+def test_bad_deliver_by_is_refused(value: str | None) -> None:
+    """RFC 2852 4: the by-value syntax, and a by-time above zero for mode R."""
+    text = "BY" if value is None else f"BY={value}"
+    assert "BY" in _refused(parse_mail_params, text).message
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"seconds": 10**9, "mode": DeliverByMode.NOTIFY},
+        {"seconds": -(10**9), "mode": DeliverByMode.NOTIFY},
+        {"seconds": True, "mode": DeliverByMode.NOTIFY},
+        {"seconds": "5", "mode": DeliverByMode.NOTIFY},
+        {"seconds": 5, "mode": "R"},
+        {"seconds": 5, "mode": DeliverByMode.NOTIFY, "trace": 1},
+        {"seconds": 0, "mode": DeliverByMode.RETURN},
+        {"seconds": -5, "mode": DeliverByMode.RETURN},
+    ],
+)
+def test_invalid_deliver_by_is_refused(fields: dict[str, object]) -> None:
+    """RFC 2852 4: by-time has at most 9 digits and is above zero for mode R."""
+    with pytest.raises(LocalProtocolError, match="DeliverBy"):
+        DeliverBy(**fields)  # type: ignore[arg-type]
+
+
+# -- RRVS (RFC 7293) -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "rrvs"),
+    [
+        ("2014-04-03T23:01:00Z", Rrvs("2014-04-03T23:01:00Z")),
+        ("1997-11-24T14:22:01-08:00;C", Rrvs("1997-11-24T14:22:01-08:00", RrvsAction.CONTINUE)),
+        ("2003-07-01T10:52:37+02:00;r", Rrvs("2003-07-01T10:52:37+02:00", RrvsAction.REJECT)),
+        ("2000-02-29t00:00:00.5z;c", Rrvs("2000-02-29t00:00:00.5z", RrvsAction.CONTINUE)),
+        ("2024-02-29T23:59:60Z", Rrvs("2024-02-29T23:59:60Z")),
+        ("0000-01-01T00:00:00+23:59", Rrvs("0000-01-01T00:00:00+23:59")),
+        ("9999-12-31T23:59:59.123456789-00:00", Rrvs("9999-12-31T23:59:59.123456789-00:00")),
+    ],
+)
+def test_rrvs_values(value: str, rrvs: Rrvs) -> None:
+    """RFC 7293 3: rrvs-param = "RRVS=" date-time [";" ("C" / "R")], date-time
+    of RFC 3339 5.6 ("T" and "Z" may be lower case), C and R in either case."""
+    params = parse_rcpt_params(f"rrvs={value}")
+    assert params == RcptParams(rrvs=rrvs)
+    assert params.keywords() == ("RRVS",)
+    assert parse_rcpt_params(str(params)) == params
+
+
+def test_rrvs_keeps_the_timestamp_as_written() -> None:
+    """RFC 7293 3: the date-time is passed on unchanged; the action is written
+    uppercase and left out when none was given."""
+    assert str(RcptParams(rrvs=Rrvs("2014-04-03t23:01:00z"))) == "RRVS=2014-04-03t23:01:00z"
+    written = str(RcptParams(rrvs=Rrvs("2014-04-03T23:01:00Z", RrvsAction.CONTINUE)))
+    assert written == "RRVS=2014-04-03T23:01:00Z;C"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        "2014-04-03T23:01:00",
+        "2014-04-03_23:01:00Z",
+        "2014-04-03",
+        "14-04-03T23:01:00Z",
+        "2014-4-03T23:01:00Z",
+        "2014-04-3T23:01:00Z",
+        "2014-13-01T00:00:00Z",
+        "2014-00-01T00:00:00Z",
+        "2014-01-00T00:00:00Z",
+        "2014-01-32T00:00:00Z",
+        "2014-04-31T00:00:00Z",
+        "2014-02-29T00:00:00Z",
+        "1900-02-29T00:00:00Z",
+        "2014-02-30T00:00:00Z",
+        "2014-04-03T24:00:00Z",
+        "2014-04-03T23:60:00Z",
+        "2014-04-03T23:01:61Z",
+        "2014-04-03T23:01Z",
+        "2014-04-03T23:01:00.Z",
+        "2014-04-03T23:01:00+24:00",
+        "2014-04-03T23:01:00+0100",
+        "2014-04-03T23:01:00+01:60",
+        "2014-04-03T23:01:00UTC",
+        "\u0662014-04-03T23:01:00Z",
+        "2014-04-03T23:01:00Z;",
+        "2014-04-03T23:01:00Z;X",
+        "2014-04-03T23:01:00Z;CR",
+        "2014-04-03T23:01:00Z;C;R",
+        ";C",
+    ],
+)
+def test_bad_rrvs_is_refused(value: str | None) -> None:
+    """RFC 7293 3 and RFC 3339 5.6 and 5.7: a real date-time, then ";C", ";R"
+    or nothing."""
+    text = "RRVS" if value is None else f"RRVS={value}"
+    assert "RRVS" in _refused(parse_rcpt_params, text).message
+
+
+@given(rfc3339_timestamps())
+def test_every_rfc3339_timestamp_is_accepted(timestamp: str) -> None:
+    """RFC 3339 5.6: any date-time, leap days and leap seconds included."""
+    assert parse_rcpt_params(f"RRVS={timestamp}").rrvs == Rrvs(timestamp)
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "action"),
+    [
+        ("2014-02-29T00:00:00Z", None),
+        ("2014-04-03T23:01:00", None),
+        ("2014-04-03T23:01:00Z;C", None),
+        (20140403, None),
+        ("2014-04-03T23:01:00Z", "C"),
+    ],
+)
+def test_invalid_rrvs_is_refused(timestamp: object, action: object) -> None:
+    """RFC 7293 3: the timestamp is an RFC 3339 date-time; the action C or R."""
+    with pytest.raises(LocalProtocolError, match="Rrvs"):
+        Rrvs(timestamp, action)  # type: ignore[arg-type]
+
+
+def test_rrvs_belongs_to_rcpt() -> None:
+    """RFC 7293 3: RRVS is a RCPT parameter; on MAIL the caller decides, as it
+    does for the MAIL-only AUTH, REQUIRETLS, MT-PRIORITY and BY on RCPT."""
+    assert parse_mail_params("RRVS=2014-04-03T23:01:00Z").extra == (
+        ("RRVS", "2014-04-03T23:01:00Z"),
+    )
+    rcpt = parse_rcpt_params("AUTH=<> REQUIRETLS MT-PRIORITY=1 BY=1;R")
+    assert rcpt.extra == (("AUTH", "<>"), ("REQUIRETLS", None), ("MT-PRIORITY", "1"), ("BY", "1;R"))
+
+
+# -- all of them -------------------------------------------------------------------------
+
+
+def test_relay_keywords_and_values_are_case_insensitive() -> None:
+    """RFC 5321 2.4 and RFC 5234 2.3: keywords and enumerated tokens in any case."""
+    params = parse_mail_params("auth=<> RequireTls mt-Priority=-2 By=10;rT")
+    assert params == MailParams(
+        auth="<>",
+        requiretls=True,
+        mt_priority=-2,
+        deliver_by=DeliverBy(10, DeliverByMode.RETURN, trace=True),
+    )
+    assert str(params) == "AUTH=<> REQUIRETLS MT-PRIORITY=-2 BY=10;RT"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "AUTH=<> auth=<>",
+        "AUTH=<> AUTH=a@example.com",
+        "REQUIRETLS requiretls",
+        "MT-PRIORITY=1 mt-priority=1",
+        "BY=1;N By=2;R",
+        "REQUIRETLS SIZE=1 RequireTLS=x",
+    ],
+)
+def test_duplicate_relay_keywords_are_refused(text: str) -> None:
+    """RFC 5321 4.1.2 with RFC 4954 5, RFC 8689 4.1, RFC 6710 3 and RFC 2852 4:
+    each parameter at most once."""
+    error = _refused(parse_mail_params, text)
+    assert "duplicate parameter" in error.message
+    assert text.split(" ")[0].partition("=")[0] in error.message
+
+
+def test_duplicate_rrvs_is_refused() -> None:
+    """RFC 7293 3 with RFC 5321 4.1.2: RRVS at most once per RCPT."""
+    error = _refused(parse_rcpt_params, "RRVS=2014-04-03T23:01:00Z rrvs=2014-04-03T23:01:00Z")
+    assert "duplicate parameter RRVS" in error.message
+
+
 # -- xtext -----------------------------------------------------------------------------
 
 
@@ -383,6 +733,24 @@ def test_xtext_decode_says_where_the_problem_is() -> None:
         {"extra": (("X", "a=b"),)},
         {"extra": (("X", "a\r\nRSET"),)},
         {"extra": (("X", 1),)},
+        {"auth": ""},
+        {"auth": "user"},
+        {"auth": "<user@example.com>"},
+        {"auth": "Postmaster"},
+        {"auth": "a\r\n@example.com"},
+        {"auth": 5},
+        {"requiretls": 1},
+        {"requiretls": None},
+        {"mt_priority": 10},
+        {"mt_priority": -10},
+        {"mt_priority": True},
+        {"mt_priority": "1"},
+        {"deliver_by": "60;R"},
+        {"deliver_by": 60},
+        {"extra": (("AUTH", "<>"),)},
+        {"extra": (("REQUIRETLS", None),)},
+        {"extra": (("MT-PRIORITY", "1"),)},
+        {"extra": (("BY", "1;N"),)},
     ],
 )
 def test_invalid_mail_params_are_refused(fields: dict[str, object]) -> None:
@@ -403,6 +771,8 @@ def test_invalid_mail_params_are_refused(fields: dict[str, object]) -> None:
         {"extra": (("NOTIFY", "NEVER"),)},
         {"extra": (("ORCPT", "rfc822;a"),)},
         {"extra": (("X", "\x00"),)},
+        {"rrvs": "2014-04-03T23:01:00Z"},
+        {"extra": (("RRVS", "2014-04-03T23:01:00Z"),)},
     ],
 )
 def test_invalid_rcpt_params_are_refused(fields: dict[str, object]) -> None:

@@ -87,13 +87,16 @@ def replies(draw: st.DrawFn, codes: st.SearchStrategy[int] = reply_codes) -> Rep
 def server_config(**changes: object) -> ServerConfig:
     """A server that accepts every parameter the strategies draw.
 
-    DSN on (RET, ENVID, NOTIFY, ORCPT), no fixed SIZE maximum, and BINARYMIME
-    advertised so that BODY=BINARYMIME is acceptable.
+    DSN on (RET, ENVID, NOTIFY, ORCPT), no fixed SIZE maximum, BINARYMIME so
+    that BODY=BINARYMIME is acceptable, AUTH (for AUTH=), and the relay
+    extensions REQUIRETLS, MT-PRIORITY, DELIVERBY and RRVS.
     """
     options: dict[str, object] = {
         "dsn": True,
         "max_message_size": None,
-        "extra_extensions": ("CHUNKING", "BINARYMIME"),
+        "binarymime": True,
+        "auth_mechanisms": ("SCRAM-SHA-256",),
+        "extra_extensions": ("REQUIRETLS", "MT-PRIORITY", "DELIVERBY", "RRVS"),
     }
     options.update(changes)
     return ServerConfig(**options)  # type: ignore[arg-type]
@@ -139,7 +142,7 @@ def test_ehlo_and_helo_round_trip(domain: str, hello: type, strict: bool, greete
 @settings(max_examples=200, deadline=None)
 @given(
     path=st.none() | addresses(allow_utf8=True),
-    params=mail_params(),
+    params=mail_params(relay_extensions=True),
     strict=st.booleans(),
 )
 def test_mail_round_trips(path: Address | None, params: MailParams, strict: bool):
@@ -163,7 +166,7 @@ def test_mail_round_trips(path: Address | None, params: MailParams, strict: bool
 @settings(max_examples=200, deadline=None)
 @given(
     path=addresses(allow_utf8=True) | postmasters,
-    params=rcpt_params(),
+    params=rcpt_params(relay_extensions=True),
     strict=st.booleans(),
 )
 def test_rcpt_round_trips(path: Address, params: RcptParams, strict: bool):

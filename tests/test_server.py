@@ -628,3 +628,46 @@ def test_suggested_replies_fit_the_reply_line_limit_whatever_they_quote():
     assert isinstance(event, CommandError) and event.reply.code == 501
     data = server.send(event.reply)
     assert len(data) <= 512 and data.endswith(b"...\r\n")
+
+
+@pytest.mark.parametrize(
+    ("line", "needs"),
+    [
+        (b"MAIL FROM:<a@b.c> AUTH=<>\r\n", "AUTH"),  # RFC 4954 section 5
+        (b"MAIL FROM:<a@b.c> REQUIRETLS\r\n", "REQUIRETLS"),  # RFC 8689 section 4.1
+        (b"MAIL FROM:<a@b.c> MT-PRIORITY=3\r\n", "MT-PRIORITY"),  # RFC 6710
+        (b"MAIL FROM:<a@b.c> BY=120;R\r\n", "DELIVERBY"),  # RFC 2852
+    ],
+)
+def test_relay_parameters_need_their_extension(line: bytes, needs: str):
+    """RFC 5321 4.1.1.11: a parameter of an extension not offered gets 555."""
+    reply = refused(greeted(), line)
+    assert reply.code == 555 and needs in reply.text
+
+
+def test_relay_parameters_are_typed_when_offered():
+    config = ServerConfig(
+        auth_mechanisms=("SCRAM-SHA-256",),
+        requiretls=True,
+        extra_extensions=("MT-PRIORITY", "DELIVERBY", "RRVS"),
+    )
+    server = ServerConnection(config, tls=True)
+    server.send(server.greeting())
+    server.receive_data(b"EHLO c\r\n")
+    server.next_event()
+    server.send(server.ehlo_reply())
+    assert server.extensions is not None and server.extensions.requiretls
+    event = one(server, b"MAIL FROM:<a@b.c> AUTH=<> REQUIRETLS MT-PRIORITY=-2 BY=60;NT\r\n")
+    assert isinstance(event, Mail)
+    params = event.params
+    assert (params.auth, params.requiretls, params.mt_priority) == ("<>", True, -2)
+    assert params.deliver_by is not None and params.deliver_by.seconds == 60
+    server.send(Reply(250, "ok"))
+    event = one(server, b"RCPT TO:<d@e.f> RRVS=2014-04-03T23:01:00Z;C\r\n")
+    assert isinstance(event, Rcpt) and event.params.rrvs is not None
+
+
+def test_requiretls_is_offered_only_under_tls():
+    """RFC 8689 section 4.1: REQUIRETLS is advertised only over TLS."""
+    server = greeted(ServerConfig(requiretls=True))
+    assert server.extensions is not None and not server.extensions.requiretls
