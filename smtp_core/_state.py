@@ -245,6 +245,15 @@ GROUP_ENDERS: frozenset[type] = frozenset(
 # (RFC 3463 section 3.2: X.1.0 concerns the sender, X.1.5 the recipient).
 _DEFAULT_SUBJECT: dict[type, str] = {Mail: "1.0", Rcpt: "1.5", Auth: "7.0", AuthResponse: "7.0"}
 
+# Replies whose meaning has one enhanced code (RFC 4954 section 6, RFC 3207).
+_DEFAULT_BY_CODE: dict[int, str] = {
+    454: "4.7.0",  # temporary authentication failure / TLS not available
+    530: "5.7.0",  # must issue STARTTLS first / authentication required
+    534: "5.7.9",  # authentication mechanism is too weak
+    535: "5.7.8",  # authentication credentials invalid
+    538: "5.7.11",  # encryption required for requested authentication mechanism
+}
+
 Answered = Command | MessageEnd | Greeting
 
 
@@ -378,7 +387,7 @@ class Session:
             return None
         if reply.code < 300:
             return "2." + _DEFAULT_SUBJECT.get(type(command), "0.0")
-        return f"{reply.code // 100}.0.0"
+        return _DEFAULT_BY_CODE.get(reply.code, f"{reply.code // 100}.0.0")
 
 
 def _name(command: Answered) -> str:

@@ -152,7 +152,7 @@ def test_failure_is_535_and_leaves_the_exchange():
     """RFC 4954 section 6: 535 5.7.8 authentication credentials invalid."""
     server = exchange_started()
     assert event_for(server, b"Zm9v\r\n") == AuthResponse(b"foo")
-    assert server.send(Reply(535, "bad credentials")) == b"535 5.0.0 bad credentials\r\n"
+    assert server.send(Reply(535, "bad credentials")) == b"535 5.7.8 bad credentials\r\n"
     assert server.state is State.GREETED and not server.authenticated
 
 
