@@ -625,6 +625,7 @@ class ClientConnection(_Connection):
                 base64.b64decode(lines[0], validate=True)
             except (binascii.Error, ValueError):
                 self._fail(f"334 challenge is not base64 (RFC 4954 section 4): {lines[0]!r}")
+        assumed = _accepted(session, command)
         session.apply(command, reply)
         state = session.state
         if state is State.IN_MESSAGE:
@@ -636,7 +637,12 @@ class ClientConnection(_Connection):
             self._start_tls()  # raises: replies were injected before the handshake
         if state is State.CLOSED:
             self._pending.clear()
-        self._project()
+        if not self._pending:
+            self._projected = session.copy()
+        elif code // 100 != assumed.code // 100 or isinstance(command, (Ehlo, Helo, Lhlo)):
+            # The projection assumed this command would be accepted as such;
+            # only when it was not does the rest of the group need replaying.
+            self._project()
         return reply
 
     def _project(self) -> None:

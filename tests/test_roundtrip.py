@@ -324,12 +324,15 @@ def test_reply_sent_by_server_is_received_equal_by_client(
     reply: Reply, enhanced_status_codes: bool
 ):
     """RFC 5321 4.2; RFC 2034 section 3: once ENHANCEDSTATUSCODES is in force
-    the server adds a generic code (X.0.0, RFC 3463) to a reply without one,
-    except to 3yz replies."""
+    the server adds a code to a reply without one, except to 3yz replies:
+    the one RFC 4954 section 6 names for the AUTH/TLS codes, X.0.0 (RFC 3463)
+    otherwise."""
     pair, command = client_awaiting(reply.code, enhanced_status_codes)
     expected = reply
+    named = {454: "4.7.0", 530: "5.7.0", 534: "5.7.9", 535: "5.7.8", 538: "5.7.11"}
     if enhanced_status_codes and reply.enhanced is None and reply.code // 100 != 3:
-        expected = Reply(reply.code, reply.lines, f"{reply.code // 100}.0.0")
+        default = named.get(reply.code, f"{reply.code // 100}.0.0")
+        expected = Reply(reply.code, reply.lines, default)
     received = only_reply(pair, pair.reply(reply))
     assert received == expected
     assert received.enhanced == expected.enhanced
