@@ -2,7 +2,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint bench clean
+.PHONY: test lint bench serve clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -17,6 +17,9 @@ lint: $(STAMP)
 
 test: lint
 	$(PY) -m pytest
+
+serve: $(STAMP)
+	$(VENV)/bin/smtp-core serve --host 127.0.0.1 --port 8025 --maildir ./maildir
 
 bench: $(STAMP)
 	$(PY) benchmarks/engine.py

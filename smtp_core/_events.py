@@ -151,6 +151,13 @@ class Reply:
         object.__setattr__(self, "enhanced", enhanced)
         object.__setattr__(self, "answers", None)
 
+    def to_bytes(self) -> bytes:
+        """The reply as it goes on the wire, outside any connection (for the
+        reply a RemoteProtocolError carries, sent just before closing)."""
+        from ._writers import write_reply
+
+        return write_reply(self)
+
     @property
     def text(self) -> str:
         """The reply's lines joined with newlines, without codes."""

@@ -1,0 +1,269 @@
+# The server session, decided once for every backend.
+#
+# ``SessionDriver.run`` is a generator: it never reads, writes or awaits. It
+# yields what it needs done (Read, Write, Call a handler hook, Close) and is
+# sent the outcome, so each backend is a small loop that performs requests,
+# and no SMTP rule lives in a backend. The engine (smtp_core) judges the
+# protocol; this driver decides what the application is asked and what the
+# default replies are.
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import smtp_core as smtp
+
+__all__ = [
+    "Call",
+    "Close",
+    "Envelope",
+    "HookFailed",
+    "Read",
+    "Request",
+    "Session",
+    "SessionDriver",
+    "SessionLimits",
+    "Write",
+]
+
+
+@dataclass
+class Session:
+    """Who is talking, and over what."""
+
+    peer: tuple[str, int] | None = None
+    local: tuple[str, int] | None = None
+    tls: bool = False
+    hello_name: str | None = None
+    """The name the client gave in EHLO, HELO or LHLO."""
+    authenticated_as: str | None = None
+    proxy: smtp.ProxyHeader | None = None
+    """The real client as a PROXY header reported it, if the server reads one."""
+
+
+@dataclass
+class Envelope:
+    """The transaction a message arrived in."""
+
+    mail: smtp.Mail
+    recipients: list[smtp.Rcpt] = field(default_factory=list)
+
+    @property
+    def reverse_path(self) -> smtp.Address | None:
+        return self.mail.reverse_path
+
+
+@dataclass(frozen=True)
+class SessionLimits:
+    """Timeouts (RFC 5321 4.5.3.2) and misbehaviour limits."""
+
+    command_timeout: float = 300.0
+    """Waiting for a command (4.5.3.2.7: at least 5 minutes)."""
+    data_block_timeout: float = 180.0
+    """Waiting for the next block of content (4.5.3.2.6: 3 minutes)."""
+    max_bad_commands: int = 20
+    """Refused commands before 421 and a close."""
+    spool_in_memory: int = 1 << 20
+    """Octets of a message kept in memory before it is spooled to disk."""
+
+
+@dataclass(frozen=True)
+class Read:
+    """Read some bytes; send back bytes (b"" at end of stream), or None when
+    ``timeout`` seconds passed with nothing."""
+
+    timeout: float
+
+
+@dataclass(frozen=True)
+class Write:
+    """Write these bytes (waiting until the peer takes them)."""
+
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Call:
+    """Call handler hook ``name`` with ``args`` (awaiting it when it returns
+    an awaitable) and send back its result, or ``HookFailed`` if it raised."""
+
+    name: str
+    args: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Close:
+    """Close the connection: the session is over."""
+
+
+@dataclass(frozen=True)
+class HookFailed:
+    """What a backend sends back when a hook raised."""
+
+    error: BaseException
+
+
+Request = Read | Write | Call | Close
+
+_TEMPORARY_FAILURE = smtp.Reply(451, "local error in processing", "4.3.0")
+_TIMEOUT = smtp.Reply(421, "timeout: closing the connection", "4.4.2")
+_TOO_MANY_ERRORS = smtp.Reply(421, "too many errors: closing the connection", "4.7.0")
+
+Steps = Generator[Request, Any, Any]
+
+
+class SessionDriver:
+    """Runs one session: ``run()`` yields requests until ``Close``."""
+
+    def __init__(
+        self,
+        handler: object,
+        config: smtp.ServerConfig,
+        session: Session,
+        limits: SessionLimits | None = None,
+    ) -> None:
+        self.handler = handler
+        self.config = config
+        self.session = session
+        self.limits = limits or SessionLimits()
+        self.conn = smtp.ServerConnection(config, tls=session.tls)
+        self.envelope: Envelope | None = None
+        self.spool: IO[bytes] | None = None
+        self.bad_commands = 0
+
+    def run(self) -> Steps:
+        try:
+            yield from self._run()
+        except smtp.RemoteProtocolError as error:
+            if error.reply is not None:
+                yield Write(error.reply.to_bytes())
+        finally:
+            self._drop_message()
+        yield Close()
+
+    def _hook(self, name: str, *args: Any) -> Generator[Request, Any, smtp.Reply | None]:
+        if getattr(self.handler, name, None) is None:
+            return None
+        result = yield Call(name, args)
+        if isinstance(result, HookFailed) or not isinstance(result, (smtp.Reply, type(None))):
+            return _TEMPORARY_FAILURE
+        return result
+
+    def _send(self, reply: smtp.Reply) -> Steps:
+        yield Write(self.conn.send(reply))
+
+    def _new_spool(self) -> IO[bytes]:
+        # Closed by _drop_message, whatever way the message ends.
+        return tempfile.SpooledTemporaryFile(self.limits.spool_in_memory)
+
+    def _drop_message(self) -> None:
+        if self.spool is not None:
+            self.spool.close()
+            self.spool = None
+
+    def _run(self) -> Steps:
+        conn = self.conn
+        limits = self.limits
+        if self.config.proxy_protocol:
+            while not isinstance(header := conn.next_event(), smtp.ProxyHeader):
+                data = yield Read(limits.command_timeout)
+                if not data:
+                    return
+                conn.receive_data(data)
+            self.session.proxy = header
+        greeting = yield from self._hook("on_connect", self.session)
+        yield from self._send(greeting or conn.greeting())
+        while conn.state is not smtp.State.CLOSED:
+            event = conn.next_event()
+            if event is smtp.NEED_DATA:
+                in_message = conn.state in (smtp.State.IN_MESSAGE, smtp.State.IN_CHUNKING)
+                data = yield Read(
+                    limits.data_block_timeout if in_message else limits.command_timeout
+                )
+                if data is None:
+                    self._drop_message()
+                    yield from self._send(_TIMEOUT)
+                    return
+                conn.receive_data(data)
+            elif isinstance(event, smtp.ConnectionClosed):
+                return  # a message cut short is never delivered
+            else:
+                yield from self._answer(event)
+
+    def _answer(self, event: object) -> Steps:
+        session = self.session
+        if isinstance(event, smtp.CommandError):
+            self.bad_commands += 1
+            if self.bad_commands > self.limits.max_bad_commands:
+                yield from self._send(_TOO_MANY_ERRORS)
+                return
+            yield from self._send(event.reply)
+        elif isinstance(event, (smtp.Ehlo, smtp.Lhlo, smtp.Helo)):
+            session.hello_name = event.domain
+            self.envelope = None
+            self._drop_message()
+            reply = yield from self._hook("on_ehlo", session, event)
+            yield from self._send(reply or self.conn.ehlo_reply())
+        elif isinstance(event, smtp.Mail):
+            reply = yield from self._hook("on_mail", session, event)
+            reply = reply or smtp.Reply(250, "sender ok")
+            if reply.is_positive:
+                self.envelope = Envelope(event)
+            yield from self._send(reply)
+        elif isinstance(event, smtp.Rcpt):
+            reply = yield from self._hook("on_rcpt", session, self.envelope, event)
+            reply = reply or smtp.Reply(250, "recipient ok")
+            if reply.is_positive and self.envelope is not None:
+                self.envelope.recipients.append(event)
+            yield from self._send(reply)
+        elif isinstance(event, smtp.Data):
+            self.spool = self._new_spool()
+            yield from self._send(smtp.Reply(354, "end data with <CR><LF>.<CR><LF>"))
+        elif isinstance(event, smtp.MessageChunk):
+            if self.spool is None:
+                self.spool = self._new_spool()
+            self.spool.write(event.data)
+        elif isinstance(event, smtp.Bdat) and not event.last:
+            yield from self._send(smtp.Reply(250, f"{event.size} octets received"))
+        elif isinstance(event, (smtp.MessageEnd, smtp.Bdat)):
+            yield from self._deliver()
+        elif isinstance(event, smtp.MessageRefused):
+            self._drop_message()
+            self.envelope = None
+            yield from self._send(event.reply)
+        elif isinstance(event, smtp.Rset):
+            self._drop_message()
+            self.envelope = None
+            reply = yield from self._hook("on_rset", session)
+            yield from self._send(reply or smtp.Reply(250, "reset"))
+        elif isinstance(event, smtp.Quit):
+            reply = yield from self._hook("on_quit", session)
+            yield from self._send(reply or smtp.Reply(221, "bye"))
+        elif isinstance(event, smtp.Noop):
+            yield from self._send(smtp.Reply(250, "ok"))
+        elif isinstance(event, smtp.Vrfy):
+            # RFC 5321 3.5.3: 252 when the server will not verify.
+            reply = yield from self._hook("on_vrfy", session, event)
+            yield from self._send(reply or smtp.Reply(252, "cannot verify; will accept and try"))
+        elif isinstance(event, smtp.Help):
+            yield from self._send(smtp.Reply(214, "commands: see RFC 5321"))
+        else:
+            # EXPN; and STARTTLS, AUTH or XCLIENT, which need what this
+            # backend does not offer yet: say so rather than pretend.
+            yield from self._send(smtp.Reply(502, "command not available", "5.5.1"))
+
+    def _deliver(self) -> Steps:
+        envelope, spool = self.envelope, self.spool
+        self.envelope = None
+        if envelope is None or spool is None:
+            yield from self._send(smtp.Reply(554, "no transaction", "5.5.1"))
+            return
+        spool.seek(0)
+        reply = yield from self._hook("on_message", self.session, envelope, spool)
+        self._drop_message()
+        reply = reply or smtp.Reply(250, "queued")
+        # LMTP (RFC 2033 4.2): one reply per accepted recipient.
+        for _ in range(len(envelope.recipients) if self.config.lmtp else 1):
+            yield from self._send(reply)

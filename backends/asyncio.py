@@ -1,0 +1,105 @@
+"""The asyncio backend: an SMTP server on asyncio streams.
+
+It only moves bytes and awaits: every decision is the shared session driver's
+(``backends._session``) and every protocol rule the engine's (``smtp_core``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+from typing import Any
+
+import smtp_core as smtp
+
+from ._session import Call, Close, HookFailed, Read, Session, SessionDriver, SessionLimits, Write
+
+__all__ = ["serve", "start_server"]
+
+_READ_SIZE = 65536
+
+
+async def _perform(request: Call, handler: object) -> Any:
+    try:
+        result = getattr(handler, request.name)(*request.args)
+        if inspect.isawaitable(result):
+            result = await result
+    except Exception as error:  # the driver turns it into 451 4.3.0
+        return HookFailed(error)
+    return result
+
+
+async def handle_connection(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    handler: object,
+    config: smtp.ServerConfig,
+    limits: SessionLimits,
+) -> None:
+    """Serve one connection until the session ends."""
+    session = Session(
+        peer=writer.get_extra_info("peername"),
+        local=writer.get_extra_info("sockname"),
+        tls=writer.get_extra_info("sslcontext") is not None,
+    )
+    steps = SessionDriver(handler, config, session, limits).run()
+    result: Any = None
+    try:
+        while True:
+            request = steps.send(result)
+            result = None
+            if isinstance(request, Read):
+                try:
+                    result = await asyncio.wait_for(reader.read(_READ_SIZE), request.timeout)
+                except asyncio.TimeoutError:
+                    result = None
+                except OSError:
+                    result = b""
+            elif isinstance(request, Write):
+                writer.write(request.data)
+                await writer.drain()  # write flow control: wait for the peer
+            elif isinstance(request, Call):
+                result = await _perform(request, handler)
+            elif isinstance(request, Close):
+                break
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        steps.close()
+        writer.close()
+        with contextlib.suppress(ConnectionError, OSError):
+            await writer.wait_closed()
+
+
+async def start_server(
+    handler: object,
+    host: str = "127.0.0.1",
+    port: int = 8025,
+    *,
+    config: smtp.ServerConfig | None = None,
+    limits: SessionLimits | None = None,
+) -> asyncio.Server:
+    """Start listening; returns the ``asyncio.Server`` (use it to close)."""
+    server_config = config or smtp.ServerConfig()
+    session_limits = limits or SessionLimits()
+
+    async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await handle_connection(reader, writer, handler, server_config, session_limits)
+
+    # The stream reader's limit bounds what asyncio buffers for us (back-pressure).
+    return await asyncio.start_server(on_connection, host, port, limit=_READ_SIZE)
+
+
+async def serve(
+    handler: object,
+    host: str = "127.0.0.1",
+    port: int = 8025,
+    *,
+    config: smtp.ServerConfig | None = None,
+    limits: SessionLimits | None = None,
+) -> None:
+    """Serve until cancelled."""
+    server = await start_server(handler, host, port, config=config, limits=limits)
+    async with server:
+        await server.serve_forever()

@@ -1,0 +1,170 @@
+"""The asyncio server against CPython's smtplib (a real peer), on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import mailbox
+import smtplib
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+
+import smtp_core as smtp
+from backends import asyncio as asyncio_backend
+from backends.maildir import MaildirHandler
+
+
+@contextmanager
+def running(handler: object, config: smtp.ServerConfig | None = None) -> Iterator[int]:
+    """An asyncio server on a loop in a thread of its own; yields its port."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever)
+    thread.start()
+    start = asyncio_backend.start_server(handler, "127.0.0.1", 0, config=config)
+    server = asyncio.run_coroutine_threadsafe(start, loop).result(10)
+    try:
+        yield int(server.sockets[0].getsockname()[1])
+    finally:
+        asyncio.run_coroutine_threadsafe(_shutdown(server), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+async def _shutdown(server: asyncio.Server) -> None:
+    server.close()
+    current = asyncio.current_task()
+    tasks = [task for task in asyncio.all_tasks() if task is not current]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def message(body: str = "Hello.\n.leading dot\n") -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = "alice@example.org"
+    msg["To"] = "bob@example.net"
+    msg["Subject"] = "test"
+    msg.set_content(body)
+    return msg
+
+
+def test_smtplib_delivers_into_the_maildir(tmp_path: Path):
+    """smtplib (CPython's own client): EHLO, MAIL, RCPT, DATA, QUIT."""
+    lines: list[str] = []
+    handler = MaildirHandler(tmp_path / "maildir", hostname="mx.test", echo=lines.append)
+    with running(handler) as port, smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        code, _ = client.ehlo("client.test")
+        assert code == 250 and client.has_extn("pipelining") and client.has_extn("size")
+        refused = client.send_message(message(), to_addrs=["bob@example.net", "eve@example.net"])
+        assert refused == {}
+    stored = list(mailbox.Maildir(str(tmp_path / "maildir")))
+    assert len(stored) == 1
+    text = stored[0].as_bytes()
+    assert text.startswith(b"Return-Path: <alice@example.org>\n")
+    assert b"by mx.test (smtp-core) with ESMTP" in text
+    assert b"\n.leading dot\n" in text  # un-stuffed
+    assert lines and "to=<bob@example.net>,<eve@example.net>" in lines[0]
+
+
+class Picky:
+    """Refuses one recipient, raises for another, takes the rest."""
+
+    def __init__(self) -> None:
+        self.messages: list[bytes] = []
+
+    def on_rcpt(self, session, envelope, rcpt):  # type: ignore[no-untyped-def]
+        if rcpt.forward_path.local_part == "nobody":
+            return smtp.Reply(550, "no such user", "5.1.1")
+        if rcpt.forward_path.local_part == "crash":
+            raise RuntimeError("handler bug")
+        return None
+
+    async def on_message(self, session, envelope, body):  # type: ignore[no-untyped-def]
+        self.messages.append(body.read())
+
+
+def test_handler_replies_async_hooks_and_a_raising_hook(tmp_path: Path):
+    """A hook's Reply is sent; a hook that raises gives 451 4.3.0 and the
+    session goes on; async hooks are awaited."""
+    handler = Picky()
+    with running(handler) as port, smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        client.ehlo("c")
+        client.mail("a@example.org")
+        assert client.rcpt("nobody@example.org")[0] == 550
+        code, text = client.rcpt("crash@example.org")
+        assert (code, text[:5]) == (451, b"4.3.0")
+        assert client.rcpt("ok@example.org")[0] == 250
+        assert client.data(b"Subject: x\r\n\r\nbody\r\n")[0] == 250
+        assert client.noop()[0] == 250
+    assert handler.messages == [b"Subject: x\r\n\r\nbody\r\n"]
+
+
+def test_client_vanishing_mid_data_delivers_nothing():
+    """A message whose end never came is never handed over (DESIGN.md)."""
+    handler = Picky()
+    with running(handler) as port:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            stream = raw.makefile("rwb")
+            assert stream.readline().startswith(b"220")
+            for line in (b"EHLO c", b"MAIL FROM:<a@b.c>", b"RCPT TO:<d@e.f>", b"DATA"):
+                stream.write(line + b"\r\n")
+                stream.flush()
+                while (reply := stream.readline())[3:4] == b"-":
+                    pass
+            assert reply.startswith(b"354")
+            stream.write(b"Subject: half\r\n\r\nonly part of it\r\n")
+            stream.flush()
+        time.sleep(0.2)
+    assert handler.messages == []
+
+
+def test_large_message_arrives_whole(tmp_path: Path):
+    """A 10 MiB message through the spool (bounded memory) into the Maildir."""
+    body = ("x" * 76 + "\r\n") * (10 * (1 << 20) // 78)
+    config = smtp.ServerConfig(max_message_size=None)
+    handler = MaildirHandler(tmp_path / "md", echo=lambda line: None)
+    with running(handler, config) as port, smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+        client.sendmail("a@example.org", ["b@example.org"], body.encode())
+    [stored] = list(mailbox.Maildir(str(tmp_path / "md")))
+    assert stored.get_payload().count("x" * 76) == 10 * (1 << 20) // 78
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_the_serve_command_receives_mail(tmp_path: Path):
+    """``smtp-core serve`` (what ``make serve`` runs), started and stopped here."""
+    port = free_port()
+    maildir = tmp_path / "maildir"
+    command = [sys.executable, "-m", "backends.cli", "serve", "--port", str(port)]
+    process = subprocess.Popen(
+        [*command, "--maildir", str(maildir)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        for _ in range(100):  # bounded: 10 s at most
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            pytest.fail("smtp-core serve did not start listening")
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+            client.send_message(message())
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=10)
+    assert len(list(mailbox.Maildir(str(maildir)))) == 1
+    assert "stored" in output
