@@ -9,13 +9,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+from collections.abc import Generator, Iterable, Sequence
+from email.message import EmailMessage
 from typing import Any
 
 import smtp_core as smtp
 
+from ._client import ClientDriver, SendResult, message_parts
 from ._session import Call, Close, HookFailed, Read, Session, SessionDriver, SessionLimits, Write
 
-__all__ = ["serve", "start_server"]
+__all__ = ["AsyncClient", "connect", "serve", "start_server"]
 
 _READ_SIZE = 65536
 
@@ -103,3 +106,91 @@ async def serve(
     server = await start_server(handler, host, port, config=config, limits=limits)
     async with server:
         await server.serve_forever()
+
+
+class AsyncClient:
+    """An asyncio SMTP client connection (see ``connect``)."""
+
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, driver: ClientDriver
+    ) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.driver = driver
+
+    async def _run(self, steps: Generator[Any, Any, Any]) -> Any:
+        result: Any = None
+        while True:
+            try:
+                request = steps.send(result)
+            except StopIteration as stop:
+                return stop.value
+            result = None
+            if isinstance(request, Read):
+                try:
+                    result = await asyncio.wait_for(self.reader.read(_READ_SIZE), request.timeout)
+                except asyncio.TimeoutError:
+                    result = None
+            elif isinstance(request, Write):
+                self.writer.write(request.data)
+                await self.writer.drain()
+
+    @property
+    def extensions(self) -> smtp.Extensions | None:
+        """What the server offered in its EHLO reply."""
+        return self.driver.conn.extensions
+
+    async def sendmail(
+        self,
+        from_addr: str | smtp.Address | None,
+        to_addrs: str | smtp.Address | Iterable[str | smtp.Address],
+        msg: bytes | Iterable[bytes],
+    ) -> SendResult:
+        """Send ``msg`` (bytes, or an iterable of chunks streamed as they come)."""
+        recipients = [to_addrs] if isinstance(to_addrs, (str, smtp.Address)) else to_addrs
+        return await self._run(self.driver.send(from_addr, recipients, msg))  # type: ignore[no-any-return]
+
+    async def send_message(
+        self,
+        msg: EmailMessage,
+        from_addr: str | smtp.Address | None = None,
+        to_addrs: Sequence[str | smtp.Address] | None = None,
+    ) -> SendResult:
+        """Send an ``EmailMessage``; envelope from its headers unless given."""
+        sender, recipients, content = message_parts(msg, from_addr, to_addrs)
+        return await self.sendmail(sender, recipients, content)
+
+    async def quit(self) -> None:
+        try:
+            await self._run(self.driver.quit())
+        finally:
+            self.writer.close()
+            with contextlib.suppress(ConnectionError, OSError):
+                await self.writer.wait_closed()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if exc_info[0] is None:
+            await self.quit()
+        else:
+            self.writer.close()
+
+
+async def connect(
+    host: str,
+    port: int = 25,
+    *,
+    timeout: float = 60.0,
+    config: smtp.ClientConfig | None = None,
+) -> AsyncClient:
+    """Connect, read the greeting and say EHLO (HELO if EHLO is refused)."""
+    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    client = AsyncClient(reader, writer, ClientDriver(config, timeout=timeout))
+    try:
+        await client._run(client.driver.handshake())
+    except BaseException:
+        writer.close()
+        raise
+    return client

@@ -1,0 +1,253 @@
+# The client side, decided once for every backend.
+#
+# Like the server's session driver, ``ClientDriver``'s methods are
+# generators of Read and Write requests, so each backend's client only moves
+# bytes. The engine (smtp_core) refuses anything the protocol forbids; this
+# driver chooses the commands: EHLO with HELO fallback, one pipelined group
+# when PIPELINING is offered, the parameters a message needs, and the
+# per-recipient outcome.
+from __future__ import annotations
+
+from collections.abc import Generator, Iterable, Sequence
+from copy import copy as shallow_copy
+from dataclasses import dataclass, field
+from email.generator import BytesGenerator
+from email.message import EmailMessage
+from email.utils import getaddresses
+from io import BytesIO
+from typing import Any
+
+import smtp_core as smtp
+
+from ._session import Read, Request, Write
+
+__all__ = [
+    "ClientDriver",
+    "DataRefused",
+    "RecipientsRefused",
+    "SendResult",
+    "SenderRefused",
+    "ServiceRefused",
+    "SMTPError",
+    "message_parts",
+]
+
+Steps = Generator[Request, Any, Any]
+
+
+class SMTPError(Exception):
+    """The server refused something; ``reply`` says what it answered."""
+
+    def __init__(self, message: str, reply: smtp.Reply | None) -> None:
+        super().__init__(f"{message}: {reply.code} {reply.text}" if reply else message)
+        self.reply = reply
+
+
+class ServiceRefused(SMTPError):
+    """The greeting, EHLO/HELO or the connection itself failed."""
+
+
+class SenderRefused(SMTPError):
+    """MAIL was refused."""
+
+
+class RecipientsRefused(SMTPError):
+    """Every RCPT was refused; ``results`` has each recipient's reply."""
+
+    def __init__(self, results: dict[smtp.Address, smtp.Reply]) -> None:
+        last = next(reversed(results.values())) if results else None
+        super().__init__("every recipient was refused", last)
+        self.results = results
+
+
+class DataRefused(SMTPError):
+    """DATA or the message content was refused."""
+
+
+@dataclass
+class SendResult:
+    """What became of one message: each recipient's RCPT reply, and the
+    reply to the content (per recipient in LMTP: ``delivered``)."""
+
+    recipients: dict[smtp.Address, smtp.Reply] = field(default_factory=dict)
+    reply: smtp.Reply | None = None
+    delivered: dict[smtp.Address, smtp.Reply] = field(default_factory=dict)
+
+    @property
+    def refused(self) -> dict[smtp.Address, smtp.Reply]:
+        """Recipients whose RCPT or (LMTP) delivery was refused."""
+        out = {a: r for a, r in self.recipients.items() if not r.is_positive}
+        out.update({a: r for a, r in self.delivered.items() if not r.is_positive})
+        return out
+
+
+def _address(value: str | smtp.Address) -> smtp.Address:
+    return value if isinstance(value, smtp.Address) else smtp.Address.parse(value)
+
+
+class ClientDriver:
+    """One client connection's decisions."""
+
+    def __init__(
+        self,
+        config: smtp.ClientConfig | None = None,
+        *,
+        timeout: float = 60.0,
+        tls: bool = False,
+    ) -> None:
+        self.config = config or smtp.ClientConfig()
+        self.conn = smtp.ClientConnection(self.config, tls=tls)
+        self.timeout = timeout
+
+    def _reply(self) -> Generator[Request, Any, smtp.Reply]:
+        conn = self.conn
+        while True:
+            event = conn.next_event()
+            if isinstance(event, smtp.Reply):
+                return event
+            if event is smtp.NEED_DATA:
+                data = yield Read(self.timeout)
+                if data is None:
+                    raise ServiceRefused(f"no reply within {self.timeout} s", None)
+                conn.receive_data(data)
+                continue
+            raise ServiceRefused("the server closed the connection", None)
+
+    def _exchange(
+        self, commands: Sequence[smtp.Command]
+    ) -> Generator[Request, Any, list[smtp.Reply]]:
+        """Send ``commands`` (as one group when pipelining is allowed) and
+        return one reply per command."""
+        conn = self.conn
+        replies: list[smtp.Reply] = []
+        pipelining = conn.extensions is not None and conn.extensions.pipelining
+        if pipelining:
+            yield Write(b"".join(conn.send(command) for command in commands))
+            for _ in commands:
+                replies.append((yield from self._reply()))
+        else:
+            for command in commands:
+                yield Write(conn.send(command))
+                replies.append((yield from self._reply()))
+        return replies
+
+    def handshake(self) -> Generator[Request, Any, smtp.Reply]:
+        """Read the greeting and say EHLO, falling back to HELO on 500/502
+        (RFC 5321 3.2); returns the reply that greeted us."""
+        greeting = yield from self._reply()
+        if not greeting.is_positive:
+            raise ServiceRefused("the server refused service", greeting)
+        return (yield from self.hello())
+
+    def hello(self) -> Generator[Request, Any, smtp.Reply]:
+        name = self.config.local_hostname
+        lmtp = self.config.lmtp
+        [reply] = yield from self._exchange([smtp.Lhlo(name) if lmtp else smtp.Ehlo(name)])
+        if not reply.is_positive and reply.code in (500, 502) and not lmtp:
+            [reply] = yield from self._exchange([smtp.Helo(name)])
+        if not reply.is_positive:
+            raise ServiceRefused("EHLO/HELO was refused", reply)
+        return reply
+
+    def send(
+        self,
+        sender: str | smtp.Address | None,
+        recipients: Iterable[str | smtp.Address],
+        content: bytes | Iterable[bytes],
+    ) -> Generator[Request, Any, SendResult]:
+        """One transaction; raises SMTPError subclasses when it cannot go on."""
+        conn = self.conn
+        extensions = conn.extensions or smtp.Extensions()
+        reverse = None if sender is None or sender == "" else _address(sender)
+        forward = [_address(r) for r in recipients]
+        if not forward:
+            raise ValueError("a message needs at least one recipient")
+        addresses = [a for a in (reverse, *forward) if a is not None]
+        size = len(content) if isinstance(content, bytes) else None
+        eight_bit = not isinstance(content, bytes) or not content.isascii()
+        params = smtp.MailParams(
+            size=size if extensions.size and size is not None else None,
+            body=smtp.Body.EIGHT_BIT_MIME if eight_bit and extensions.eightbitmime else None,
+            smtputf8=not all(a.is_ascii for a in addresses) and extensions.smtputf8,
+        )
+        mail = smtp.Mail(reverse, params)
+        rcpts = [smtp.Rcpt(address) for address in forward]
+        pipelining = extensions.pipelining
+        result = SendResult()
+        if pipelining:
+            # RFC 2920: MAIL, every RCPT and DATA in one group.
+            replies = yield from self._exchange([mail, *rcpts, smtp.Data()])
+            mail_reply, rcpt_replies, data_reply = replies[0], replies[1:-1], replies[-1]
+        else:
+            [mail_reply] = yield from self._exchange([mail])
+            rcpt_replies = []
+            if mail_reply.is_positive:
+                for rcpt in rcpts:
+                    rcpt_replies += yield from self._exchange([rcpt])
+            data_reply = None
+        if not mail_reply.is_positive:
+            yield from self._reset()
+            raise SenderRefused("MAIL was refused", mail_reply)
+        result.recipients = dict(zip(forward, rcpt_replies, strict=True))
+        if not any(reply.is_positive for reply in rcpt_replies):
+            if data_reply is not None and data_reply.code == 354:
+                # A server that says 354 with no recipient: end it empty.
+                yield Write(conn.send(smtp.MessageEnd()))
+                yield from self._reply()
+            yield from self._reset()
+            raise RecipientsRefused(result.recipients)
+        if data_reply is None:
+            [data_reply] = yield from self._exchange([smtp.Data()])
+        if data_reply.code != 354:
+            yield from self._reset()
+            raise DataRefused("DATA was refused", data_reply)
+        chunks = [content] if isinstance(content, bytes) else content
+        for chunk in chunks:
+            data = conn.send(smtp.MessageChunk(chunk))
+            if data:
+                yield Write(data)
+        yield Write(conn.send(smtp.MessageEnd()))
+        while conn.pending:
+            reply = yield from self._reply()
+            if isinstance(reply.answers, smtp.Rcpt):
+                result.delivered[reply.answers.forward_path] = reply
+            result.reply = reply
+        final = result.reply
+        if final is not None and not final.is_positive and not self.config.lmtp:
+            raise DataRefused("the message was refused", final)
+        return result
+
+    def _reset(self) -> Steps:
+        if self.conn.state is not smtp.State.CLOSED:
+            yield from self._exchange([smtp.Rset()])
+
+    def quit(self) -> Generator[Request, Any, smtp.Reply | None]:
+        if self.conn.state is smtp.State.CLOSED:
+            return None
+        [reply] = yield from self._exchange([smtp.Quit()])
+        return reply
+
+
+def message_parts(
+    msg: EmailMessage,
+    from_addr: str | smtp.Address | None,
+    to_addrs: Sequence[str | smtp.Address] | None,
+) -> tuple[str | smtp.Address | None, list[str | smtp.Address], bytes]:
+    """The envelope and the bytes of ``msg`` (as smtplib derives them: Sender
+    or From; To, Cc and Bcc; Bcc never sent)."""
+    if from_addr is None:
+        source = msg["Sender"] or msg["From"]
+        found = getaddresses([str(source)]) if source is not None else []
+        from_addr = found[0][1] if found else None
+    if to_addrs is None:
+        fields = [str(v) for name in ("To", "Cc", "Bcc") for v in msg.get_all(name, [])]
+        to_addrs = [address for _, address in getaddresses(fields) if address]
+    copy = msg
+    if "Bcc" in msg or "Resent-Bcc" in msg:
+        copy = shallow_copy(msg)  # the other headers stay exactly as they were
+        del copy["Bcc"]
+        del copy["Resent-Bcc"]
+    out = BytesIO()
+    # linesep CRLF as SMTP wants; headers are written as they were set.
+    BytesGenerator(out, policy=msg.policy.clone(linesep="\r\n")).flatten(copy, linesep="\r\n")
+    return from_addr, list(to_addrs), out.getvalue()
