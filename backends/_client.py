@@ -8,6 +8,8 @@
 # per-recipient outcome.
 from __future__ import annotations
 
+import dataclasses
+import ssl
 from collections.abc import Generator, Iterable, Sequence
 from copy import copy as shallow_copy
 from dataclasses import dataclass, field
@@ -19,7 +21,7 @@ from typing import Any
 
 import smtp_core as smtp
 
-from ._session import Read, Request, Write
+from ._session import HookFailed, Read, Request, StartTls, Write
 
 __all__ = [
     "ClientDriver",
@@ -30,6 +32,7 @@ __all__ = [
     "ServiceRefused",
     "SMTPError",
     "message_parts",
+    "prepare",
 ]
 
 Steps = Generator[Request, Any, Any]
@@ -131,12 +134,31 @@ class ClientDriver:
                 replies.append((yield from self._reply()))
         return replies
 
-    def handshake(self) -> Generator[Request, Any, smtp.Reply]:
+    def handshake(self, starttls: str = "none") -> Generator[Request, Any, smtp.Reply]:
         """Read the greeting and say EHLO, falling back to HELO on 500/502
-        (RFC 5321 3.2); returns the reply that greeted us."""
+        (RFC 5321 3.2), then STARTTLS when ``starttls`` is "required" or
+        "opportunistic" (RFC 3207); returns the EHLO reply in force."""
         greeting = yield from self._reply()
         if not greeting.is_positive:
             raise ServiceRefused("the server refused service", greeting)
+        reply = yield from self.hello()
+        conn = self.conn
+        if starttls == "none" or conn.tls:
+            return reply
+        required = starttls == "required"
+        if conn.extensions is None or not conn.extensions.starttls:
+            if required:
+                raise ServiceRefused("STARTTLS is required but not offered", reply)
+            return reply
+        [answer] = yield from self._exchange([smtp.StartTls()])
+        if answer.code != 220:
+            if required:
+                raise ServiceRefused("STARTTLS is required but was refused", answer)
+            return reply
+        outcome = yield StartTls()
+        if isinstance(outcome, HookFailed):
+            raise ServiceRefused(f"TLS handshake failed: {outcome.error}", None)
+        conn.tls_started()  # RFC 3207 4.2: forget, then EHLO again
         return (yield from self.hello())
 
     def hello(self) -> Generator[Request, Any, smtp.Reply]:
@@ -251,3 +273,28 @@ def message_parts(
     # linesep CRLF as SMTP wants; headers are written as they were set.
     BytesGenerator(out, policy=msg.policy.clone(linesep="\r\n")).flatten(copy, linesep="\r\n")
     return from_addr, list(to_addrs), out.getvalue()
+
+
+_STARTTLS = {
+    "none": "none",
+    "implicit": "none",
+    "starttls": "required",
+    "opportunistic": "opportunistic",
+}
+
+
+def prepare(
+    tls: str, ssl_context: ssl.SSLContext | None, config: smtp.ClientConfig | None
+) -> tuple[smtp.ClientConfig, ssl.SSLContext | None, str]:
+    """A client's config, TLS context and STARTTLS mode for a ``tls`` choice.
+
+    "starttls" and "implicit" set ``require_tls``, so that the engine itself
+    refuses MAIL, RCPT, DATA and AUTH in plaintext whatever goes wrong."""
+    if tls not in _STARTTLS:
+        raise ValueError(f"tls must be one of {sorted(_STARTTLS)}, got {tls!r}")
+    base = config or smtp.ClientConfig()
+    if tls in ("starttls", "implicit") and not base.require_tls:
+        base = dataclasses.replace(base, require_tls=True)
+    if tls != "none" and ssl_context is None:
+        ssl_context = ssl.create_default_context()
+    return base, ssl_context, _STARTTLS[tls]

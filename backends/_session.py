@@ -17,6 +17,7 @@ import smtp_core as smtp
 
 __all__ = [
     "Call",
+    "StartTls",
     "Close",
     "Envelope",
     "HookFailed",
@@ -38,6 +39,8 @@ class Session:
     tls: bool = False
     hello_name: str | None = None
     """The name the client gave in EHLO, HELO or LHLO."""
+    tls_info: dict[str, Any] = field(default_factory=dict)
+    """What the TLS layer reported: "version", "cipher", "peer_certificate"."""
     authenticated_as: str | None = None
     proxy: smtp.ProxyHeader | None = None
     """The real client as a PROXY header reported it, if the server reads one."""
@@ -94,6 +97,13 @@ class Call:
 
 
 @dataclass(frozen=True)
+class StartTls:
+    """Run the TLS handshake now (server side after our 220 to STARTTLS,
+    client side after the server's); send back a dict of TLS details
+    ("version", "cipher", "peer_certificate"), or ``HookFailed`` if it failed."""
+
+
+@dataclass(frozen=True)
 class Close:
     """Close the connection: the session is over."""
 
@@ -105,7 +115,7 @@ class HookFailed:
     error: BaseException
 
 
-Request = Read | Write | Call | Close
+Request = Read | Write | Call | StartTls | Close
 
 _TEMPORARY_FAILURE = smtp.Reply(451, "local error in processing", "4.3.0")
 _TIMEOUT = smtp.Reply(421, "timeout: closing the connection", "4.4.2")
@@ -247,11 +257,24 @@ class SessionDriver:
             # RFC 5321 3.5.3: 252 when the server will not verify.
             reply = yield from self._hook("on_vrfy", session, event)
             yield from self._send(reply or smtp.Reply(252, "cannot verify; will accept and try"))
+        elif isinstance(event, smtp.StartTls):
+            reply = yield from self._hook("on_starttls", session)
+            yield from self._send(reply or smtp.Reply(220, "ready to start TLS"))
+            if self.conn.state is smtp.State.TLS_HANDSHAKE:
+                outcome = yield StartTls()
+                if isinstance(outcome, HookFailed):
+                    raise smtp.RemoteProtocolError(f"TLS handshake failed: {outcome.error}")
+                # RFC 3207 4.2: everything learnt before the handshake is gone.
+                self.conn.tls_started()
+                session.tls = True
+                session.tls_info = dict(outcome or {})
+                session.hello_name = None
+                self.envelope = None
         elif isinstance(event, smtp.Help):
             yield from self._send(smtp.Reply(214, "commands: see RFC 5321"))
         else:
-            # EXPN; and STARTTLS, AUTH or XCLIENT, which need what this
-            # backend does not offer yet: say so rather than pretend.
+            # EXPN; and AUTH or XCLIENT, which need what this driver does
+            # not offer yet: say so rather than pretend.
             yield from self._send(smtp.Reply(502, "command not available", "5.5.1"))
 
     def _deliver(self) -> Steps:

@@ -9,16 +9,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-from collections.abc import Generator, Iterable, Sequence
-from email.message import EmailMessage
+import ssl
 from typing import Any
 
 import smtp_core as smtp
 
-from ._client import ClientDriver, SendResult, message_parts
-from ._session import Call, Close, HookFailed, Read, Session, SessionDriver, SessionLimits, Write
+from ._asyncio_client import AsyncClient, connect, start_tls_on
+from ._session import (
+    Call,
+    Close,
+    HookFailed,
+    Read,
+    Session,
+    SessionDriver,
+    SessionLimits,
+    StartTls,
+    Write,
+)
+from ._tls import server_config, tls_info
 
 __all__ = ["AsyncClient", "connect", "serve", "start_server"]
+
+# The client half lives in its own module; the API is one: backends.asyncio.
 
 _READ_SIZE = 65536
 
@@ -39,12 +51,15 @@ async def handle_connection(
     handler: object,
     config: smtp.ServerConfig,
     limits: SessionLimits,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> None:
     """Serve one connection until the session ends."""
+    ssl_object = writer.get_extra_info("ssl_object")
     session = Session(
         peer=writer.get_extra_info("peername"),
         local=writer.get_extra_info("sockname"),
-        tls=writer.get_extra_info("sslcontext") is not None,
+        tls=ssl_object is not None,
+        tls_info=tls_info(ssl_object),
     )
     steps = SessionDriver(handler, config, session, limits).run()
     result: Any = None
@@ -64,6 +79,8 @@ async def handle_connection(
                 await writer.drain()  # write flow control: wait for the peer
             elif isinstance(request, Call):
                 result = await _perform(request, handler)
+            elif isinstance(request, StartTls):
+                result = await start_tls_on(reader, writer, ssl_context, None)
             elif isinstance(request, Close):
                 break
     except (ConnectionError, OSError):
@@ -82,16 +99,27 @@ async def start_server(
     *,
     config: smtp.ServerConfig | None = None,
     limits: SessionLimits | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    implicit_tls: bool = False,
 ) -> asyncio.Server:
-    """Start listening; returns the ``asyncio.Server`` (use it to close)."""
-    server_config = config or smtp.ServerConfig()
+    """Start listening; returns the ``asyncio.Server`` (use it to close).
+
+    With ``ssl_context`` the server offers STARTTLS, or with
+    ``implicit_tls`` speaks TLS from the first byte (RFC 8314)."""
+    effective = server_config(config, ssl_context, implicit_tls)
     session_limits = limits or SessionLimits()
 
     async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await handle_connection(reader, writer, handler, server_config, session_limits)
+        await handle_connection(reader, writer, handler, effective, session_limits, ssl_context)
 
     # The stream reader's limit bounds what asyncio buffers for us (back-pressure).
-    return await asyncio.start_server(on_connection, host, port, limit=_READ_SIZE)
+    return await asyncio.start_server(
+        on_connection,
+        host,
+        port,
+        limit=_READ_SIZE,
+        ssl=ssl_context if implicit_tls else None,
+    )
 
 
 async def serve(
@@ -101,96 +129,18 @@ async def serve(
     *,
     config: smtp.ServerConfig | None = None,
     limits: SessionLimits | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    implicit_tls: bool = False,
 ) -> None:
     """Serve until cancelled."""
-    server = await start_server(handler, host, port, config=config, limits=limits)
+    server = await start_server(
+        handler,
+        host,
+        port,
+        config=config,
+        limits=limits,
+        ssl_context=ssl_context,
+        implicit_tls=implicit_tls,
+    )
     async with server:
         await server.serve_forever()
-
-
-class AsyncClient:
-    """An asyncio SMTP client connection (see ``connect``)."""
-
-    def __init__(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, driver: ClientDriver
-    ) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.driver = driver
-
-    async def _run(self, steps: Generator[Any, Any, Any]) -> Any:
-        result: Any = None
-        while True:
-            try:
-                request = steps.send(result)
-            except StopIteration as stop:
-                return stop.value
-            result = None
-            if isinstance(request, Read):
-                try:
-                    result = await asyncio.wait_for(self.reader.read(_READ_SIZE), request.timeout)
-                except asyncio.TimeoutError:
-                    result = None
-            elif isinstance(request, Write):
-                self.writer.write(request.data)
-                await self.writer.drain()
-
-    @property
-    def extensions(self) -> smtp.Extensions | None:
-        """What the server offered in its EHLO reply."""
-        return self.driver.conn.extensions
-
-    async def sendmail(
-        self,
-        from_addr: str | smtp.Address | None,
-        to_addrs: str | smtp.Address | Iterable[str | smtp.Address],
-        msg: bytes | Iterable[bytes],
-    ) -> SendResult:
-        """Send ``msg`` (bytes, or an iterable of chunks streamed as they come)."""
-        recipients = [to_addrs] if isinstance(to_addrs, (str, smtp.Address)) else to_addrs
-        return await self._run(self.driver.send(from_addr, recipients, msg))  # type: ignore[no-any-return]
-
-    async def send_message(
-        self,
-        msg: EmailMessage,
-        from_addr: str | smtp.Address | None = None,
-        to_addrs: Sequence[str | smtp.Address] | None = None,
-    ) -> SendResult:
-        """Send an ``EmailMessage``; envelope from its headers unless given."""
-        sender, recipients, content = message_parts(msg, from_addr, to_addrs)
-        return await self.sendmail(sender, recipients, content)
-
-    async def quit(self) -> None:
-        try:
-            await self._run(self.driver.quit())
-        finally:
-            self.writer.close()
-            with contextlib.suppress(ConnectionError, OSError):
-                await self.writer.wait_closed()
-
-    async def __aenter__(self) -> AsyncClient:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        if exc_info[0] is None:
-            await self.quit()
-        else:
-            self.writer.close()
-
-
-async def connect(
-    host: str,
-    port: int = 25,
-    *,
-    timeout: float = 60.0,
-    config: smtp.ClientConfig | None = None,
-) -> AsyncClient:
-    """Connect, read the greeting and say EHLO (HELO if EHLO is refused)."""
-    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
-    client = AsyncClient(reader, writer, ClientDriver(config, timeout=timeout))
-    try:
-        await client._run(client.driver.handshake())
-    except BaseException:
-        writer.close()
-        raise
-    return client

@@ -11,17 +11,29 @@ from __future__ import annotations
 import inspect
 import socket
 import socketserver
+import ssl
 import threading
-from collections.abc import Generator, Iterable, Sequence
-from email.message import EmailMessage
 from typing import Any
 
 import smtp_core as smtp
 
-from ._client import ClientDriver, SendResult, message_parts
-from ._session import Call, Close, HookFailed, Read, Session, SessionDriver, SessionLimits, Write
+from ._session import (
+    Call,
+    Close,
+    HookFailed,
+    Read,
+    Session,
+    SessionDriver,
+    SessionLimits,
+    StartTls,
+    Write,
+)
+from ._sync_client import Client, connect, start_tls_on
+from ._tls import server_config, tls_info
 
 __all__ = ["Client", "SmtpServer", "connect", "serve", "start_server"]
+
+# The client half lives in its own module; the API is one: backends.sync.
 
 _READ_SIZE = 65536
 
@@ -39,10 +51,20 @@ def _perform(request: Call, handler: object) -> Any:
 
 
 def handle_connection(
-    sock: socket.socket, handler: object, config: smtp.ServerConfig, limits: SessionLimits
+    sock: socket.socket,
+    handler: object,
+    config: smtp.ServerConfig,
+    limits: SessionLimits,
+    ssl_context: ssl.SSLContext | None = None,
+    implicit_tls: bool = False,
 ) -> None:
     """Serve one connection until the session ends (the caller closes ``sock``)."""
+    if implicit_tls and ssl_context is not None:
+        sock.settimeout(limits.command_timeout)
+        sock = ssl_context.wrap_socket(sock, server_side=True)
     session = Session(peer=sock.getpeername()[:2], local=sock.getsockname()[:2])
+    session.tls = isinstance(sock, ssl.SSLSocket)
+    session.tls_info = tls_info(sock) if isinstance(sock, ssl.SSLSocket) else {}
     steps = SessionDriver(handler, config, session, limits).run()
     result: Any = None
     try:
@@ -61,6 +83,8 @@ def handle_connection(
                 sock.sendall(request.data)
             elif isinstance(request, Call):
                 result = _perform(request, handler)
+            elif isinstance(request, StartTls):
+                sock, result = start_tls_on(sock, ssl_context, server_side=True, hostname=None)
             elif isinstance(request, Close):
                 break
     except OSError:
@@ -81,10 +105,14 @@ class SmtpServer(socketserver.ThreadingTCPServer):
         handler: object,
         config: smtp.ServerConfig,
         limits: SessionLimits,
+        ssl_context: ssl.SSLContext | None = None,
+        implicit_tls: bool = False,
     ) -> None:
         self.smtp_handler = handler
-        self.smtp_config = config
+        self.smtp_config = server_config(config, ssl_context, implicit_tls)
         self.smtp_limits = limits
+        self.ssl_context = ssl_context
+        self.implicit_tls = implicit_tls
         super().__init__(address, _Connection)
 
     @property
@@ -97,7 +125,14 @@ class _Connection(socketserver.BaseRequestHandler):
 
     def handle(self) -> None:
         server = self.server
-        handle_connection(self.request, server.smtp_handler, server.smtp_config, server.smtp_limits)
+        handle_connection(
+            self.request,
+            server.smtp_handler,
+            server.smtp_config,
+            server.smtp_limits,
+            server.ssl_context,
+            server.implicit_tls,
+        )
 
 
 def start_server(
@@ -107,10 +142,18 @@ def start_server(
     *,
     config: smtp.ServerConfig | None = None,
     limits: SessionLimits | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    implicit_tls: bool = False,
 ) -> SmtpServer:
-    """Listen and serve on a background thread; ``shutdown()`` stops it."""
+    """Listen and serve on a background thread; ``shutdown()`` stops it.
+    With ``ssl_context`` STARTTLS is offered, or TLS is implicit (RFC 8314)."""
     server = SmtpServer(
-        (host, port), handler, config or smtp.ServerConfig(), limits or SessionLimits()
+        (host, port),
+        handler,
+        config or smtp.ServerConfig(),
+        limits or SessionLimits(),
+        ssl_context,
+        implicit_tls,
     )
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
@@ -129,86 +172,3 @@ def serve(
         (host, port), handler, config or smtp.ServerConfig(), limits or SessionLimits()
     ) as server:
         server.serve_forever()
-
-
-class Client:
-    """A blocking SMTP client connection (see ``connect``)."""
-
-    def __init__(self, sock: socket.socket, driver: ClientDriver) -> None:
-        self.sock = sock
-        self.driver = driver
-
-    def _run(self, steps: Generator[Any, Any, Any]) -> Any:
-        result: Any = None
-        while True:
-            try:
-                request = steps.send(result)
-            except StopIteration as stop:
-                return stop.value
-            result = None
-            if isinstance(request, Read):
-                self.sock.settimeout(request.timeout)
-                try:
-                    result = self.sock.recv(_READ_SIZE)
-                except TimeoutError:
-                    result = None
-            elif isinstance(request, Write):
-                self.sock.sendall(request.data)
-
-    @property
-    def extensions(self) -> smtp.Extensions | None:
-        """What the server offered in its EHLO reply."""
-        return self.driver.conn.extensions
-
-    def sendmail(
-        self,
-        from_addr: str | smtp.Address | None,
-        to_addrs: str | smtp.Address | Iterable[str | smtp.Address],
-        msg: bytes | Iterable[bytes],
-    ) -> SendResult:
-        """Send ``msg`` (bytes, or an iterable of chunks streamed as they come)."""
-        recipients = [to_addrs] if isinstance(to_addrs, (str, smtp.Address)) else to_addrs
-        return self._run(self.driver.send(from_addr, recipients, msg))  # type: ignore[no-any-return]
-
-    def send_message(
-        self,
-        msg: EmailMessage,
-        from_addr: str | smtp.Address | None = None,
-        to_addrs: Sequence[str | smtp.Address] | None = None,
-    ) -> SendResult:
-        """Send an ``EmailMessage``; envelope from its headers unless given."""
-        sender, recipients, content = message_parts(msg, from_addr, to_addrs)
-        return self.sendmail(sender, recipients, content)
-
-    def quit(self) -> None:
-        try:
-            self._run(self.driver.quit())
-        finally:
-            self.sock.close()
-
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if exc_info[0] is None:
-            self.quit()
-        else:
-            self.sock.close()
-
-
-def connect(
-    host: str,
-    port: int = 25,
-    *,
-    timeout: float = 60.0,
-    config: smtp.ClientConfig | None = None,
-) -> Client:
-    """Connect, read the greeting and say EHLO (HELO if EHLO is refused)."""
-    sock = socket.create_connection((host, port), timeout=timeout)
-    client = Client(sock, ClientDriver(config, timeout=timeout))
-    try:
-        client._run(client.driver.handshake())
-    except BaseException:
-        sock.close()
-        raise
-    return client

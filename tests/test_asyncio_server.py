@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,12 +24,14 @@ from backends.maildir import MaildirHandler
 
 
 @contextmanager
-def running(handler: object, config: smtp.ServerConfig | None = None) -> Iterator[int]:
+def running(
+    handler: object, config: smtp.ServerConfig | None = None, **options: Any
+) -> Iterator[int]:
     """An asyncio server on a loop in a thread of its own; yields its port."""
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever)
     thread.start()
-    start = asyncio_backend.start_server(handler, "127.0.0.1", 0, config=config)
+    start = asyncio_backend.start_server(handler, "127.0.0.1", 0, config=config, **options)
     server = asyncio.run_coroutine_threadsafe(start, loop).result(10)
     try:
         yield int(server.sockets[0].getsockname()[1])

@@ -1,0 +1,125 @@
+"""STARTTLS (RFC 3207) and implicit TLS (RFC 8314) through real TLS on the
+blocking and asyncio backends; certificates from trustme; 127.0.0.1 only."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+import trustme
+from test_asyncio_server import running
+
+from backends import asyncio as asyncio_backend
+from backends import sync as sync_backend
+from backends._client import ServiceRefused
+
+CA = trustme.CA()
+CERT = CA.issue_cert("127.0.0.1", "localhost")
+
+
+def server_context() -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    CERT.configure_cert(context)
+    return context
+
+
+def client_context() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    CA.configure_trust(context)
+    return context
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.sessions: list[tuple[bool, str | None]] = []
+
+    def on_message(self, session, envelope, body):  # type: ignore[no-untyped-def]
+        self.sessions.append((session.tls, session.tls_info.get("version")))
+
+
+@contextmanager
+def sync_server(handler: object, **options: object) -> Iterator[int]:
+    server = sync_backend.start_server(handler, "127.0.0.1", 0, **options)  # type: ignore[arg-type]
+    try:
+        yield server.port
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextmanager
+def asyncio_server(handler: object, **options: object) -> Iterator[int]:
+    with running(handler, **options) as port:  # type: ignore[arg-type]
+        yield port
+
+
+SERVERS = [sync_server, asyncio_server]
+
+
+@pytest.mark.parametrize("server", SERVERS, ids=["sync", "asyncio"])
+@pytest.mark.parametrize("implicit", [False, True], ids=["starttls", "implicit"])
+def test_sync_client_over_tls(server, implicit: bool):  # type: ignore[no-untyped-def]
+    handler = Recorder()
+    options = {"ssl_context": server_context(), "implicit_tls": implicit}
+    with server(handler, **options) as port:
+        mode = "implicit" if implicit else "starttls"
+        with sync_backend.connect("127.0.0.1", port, tls=mode, ssl_context=client_context()) as c:
+            assert c.driver.conn.tls
+            assert c.extensions is not None and not c.extensions.starttls
+            c.sendmail("a@example.org", ["b@example.org"], b"secret\r\n")
+    [(tls, version)] = handler.sessions
+    assert tls and version is not None and version.startswith("TLS")
+
+
+@pytest.mark.parametrize("server", SERVERS, ids=["sync", "asyncio"])
+def test_asyncio_client_over_starttls(server):  # type: ignore[no-untyped-def]
+    handler = Recorder()
+    with server(handler, ssl_context=server_context()) as port:
+
+        async def send() -> None:
+            client = await asyncio_backend.connect(
+                "127.0.0.1", port, tls="starttls", ssl_context=client_context(), timeout=10
+            )
+            async with client:
+                await client.sendmail("a@example.org", ["b@example.org"], b"hi\r\n")
+
+        asyncio.run(send())
+    assert handler.sessions and handler.sessions[0][0]
+
+
+def test_required_starttls_never_falls_back_to_plaintext():
+    """RFC 3207 section 6: STARTTLS not offered is a failure when required."""
+    handler = Recorder()
+    with sync_server(handler) as port:
+        with pytest.raises(ServiceRefused, match="not offered"):
+            sync_backend.connect("127.0.0.1", port, tls="starttls", ssl_context=client_context())
+        with sync_backend.connect("127.0.0.1", port, tls="opportunistic") as client:
+            client.sendmail("a@example.org", ["b@example.org"], b"plain\r\n")
+    assert handler.sessions == [(False, None)]
+
+
+@pytest.mark.parametrize("server", SERVERS, ids=["sync", "asyncio"])
+def test_command_injection_through_real_tls_is_refused(server):  # type: ignore[no-untyped-def]
+    """Postfix CVE-2011-0411 / aiosmtpd CVE-2024-34083: a MAIL sent in the same
+    packet as STARTTLS is never run, and no TLS session starts on it."""
+    handler = Recorder()
+    with (
+        server(handler, ssl_context=server_context()) as port,
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+    ):
+        raw.recv(4096)
+        raw.sendall(b"EHLO x\r\n")
+        data = b""
+        while b"250 " not in data:
+            data += raw.recv(4096)
+        raw.sendall(b"STARTTLS\r\nMAIL FROM:<evil@example.org>\r\n")
+        answer = b""
+        while chunk := raw.recv(4096):
+            answer += chunk
+    assert answer.startswith(b"554"), answer
+    assert b"250" not in answer
+    assert handler.sessions == []
