@@ -1,6 +1,35 @@
-"""I/O adapters for smtp_core: blocking sockets, asyncio, trio and anyio.
+"""I/O for smtp_core: servers and clients on blocking sockets and asyncio.
 
-The servers, clients and the ``smtp-core`` command arrive with the backends
-work; today this package holds nothing but this note, so that ``backends``
-can be installed and type-checked from the start.
+``backends.sync`` and ``backends.asyncio`` have the same shape:
+``start_server``/``serve`` with a handler object, and ``connect`` returning a
+client with ``login``, ``sendmail``, ``send_message`` and ``quit``. What a
+session decides is written once, in ``backends._session`` (server) and
+``backends._client`` (client); the modules per I/O library only move bytes.
 """
+
+from ._client import (
+    AuthenticationFailed,
+    DataRefused,
+    RecipientsRefused,
+    SenderRefused,
+    SendResult,
+    ServiceRefused,
+    SMTPError,
+)
+from ._session import Envelope, Session, SessionLimits
+from .maildir import MaildirHandler, SinkHandler
+
+__all__ = [
+    "AuthenticationFailed",
+    "DataRefused",
+    "Envelope",
+    "MaildirHandler",
+    "RecipientsRefused",
+    "SMTPError",
+    "SendResult",
+    "SenderRefused",
+    "ServiceRefused",
+    "Session",
+    "SessionLimits",
+    "SinkHandler",
+]

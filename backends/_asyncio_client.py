@@ -103,6 +103,10 @@ class AsyncClient:
         sender, recipients, content = message_parts(msg, from_addr, to_addrs)
         return await self.sendmail(sender, recipients, content)
 
+    async def login(self, username: str, password: str, mechanism: str | None = None) -> smtp.Reply:
+        """AUTH with the strongest mechanism offered; raises AuthenticationFailed."""
+        return await self._run(self.driver.login(username, password, mechanism))  # type: ignore[no-any-return]
+
     async def quit(self) -> None:
         try:
             await self._run(self.driver.quit())

@@ -8,6 +8,7 @@
 # per-recipient outcome.
 from __future__ import annotations
 
+import base64
 import dataclasses
 import ssl
 from collections.abc import Generator, Iterable, Sequence
@@ -20,10 +21,12 @@ from io import BytesIO
 from typing import Any
 
 import smtp_core as smtp
+from smtp_core import sasl
 
 from ._session import HookFailed, Read, Request, StartTls, Write
 
 __all__ = [
+    "AuthenticationFailed",
     "ClientDriver",
     "DataRefused",
     "RecipientsRefused",
@@ -61,6 +64,10 @@ class RecipientsRefused(SMTPError):
         last = next(reversed(results.values())) if results else None
         super().__init__("every recipient was refused", last)
         self.results = results
+
+
+class AuthenticationFailed(SMTPError):
+    """AUTH failed, or the server could not prove itself (SCRAM)."""
 
 
 class DataRefused(SMTPError):
@@ -169,6 +176,38 @@ class ClientDriver:
             [reply] = yield from self._exchange([smtp.Helo(name)])
         if not reply.is_positive:
             raise ServiceRefused("EHLO/HELO was refused", reply)
+        return reply
+
+    def login(
+        self, username: str, password: str, mechanism: str | None = None
+    ) -> Generator[Request, Any, smtp.Reply]:
+        """AUTH with the strongest mechanism offered (RFC 4954), or the one
+        named; PLAIN and LOGIN only under TLS unless named."""
+        conn = self.conn
+        offered = conn.extensions.auth_mechanisms if conn.extensions else ()
+        if mechanism is None:
+            available = None if conn.tls else [m for m in offered if m not in ("PLAIN", "LOGIN")]
+            mechanism = sasl.strongest(offered, available)
+            if mechanism is None:
+                raise AuthenticationFailed(f"no usable mechanism among {offered}", None)
+        client = sasl.client_mechanism(mechanism, username=username, password=password)
+        yield Write(conn.send(smtp.Auth(client.name, client.initial_response())))
+        while True:
+            reply = yield from self._reply()
+            if reply.code != 334:
+                break
+            try:
+                answer = client.respond(base64.b64decode(reply.text))
+            except sasl.SaslError as error:
+                yield Write(conn.send(smtp.AuthCancel()))
+                yield from self._reply()
+                raise AuthenticationFailed(f"the server failed SASL: {error}", reply) from None
+            yield Write(conn.send(smtp.AuthResponse(answer)))
+        if not reply.is_positive:
+            raise AuthenticationFailed("authentication failed", reply)
+        if not client.is_complete:
+            # SCRAM: a 235 before the server proved itself is no success.
+            raise AuthenticationFailed("the server did not prove itself", reply)
         return reply
 
     def send(

@@ -8,12 +8,15 @@
 # default replies are.
 from __future__ import annotations
 
+import base64
+import dataclasses
 import tempfile
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
 import smtp_core as smtp
+from smtp_core import sasl
 
 __all__ = [
     "Call",
@@ -133,8 +136,13 @@ class SessionDriver:
         config: smtp.ServerConfig,
         session: Session,
         limits: SessionLimits | None = None,
+        auth: sasl.Verifiers | None = None,
     ) -> None:
         self.handler = handler
+        if auth is not None and not config.auth_mechanisms:
+            config = dataclasses.replace(config, auth_mechanisms=auth.mechanisms)
+        self.auth = auth
+        self.mechanism: sasl.ServerMechanism | None = None
         self.config = config
         self.session = session
         self.limits = limits or SessionLimits()
@@ -205,6 +213,7 @@ class SessionDriver:
     def _answer(self, event: object) -> Steps:
         session = self.session
         if isinstance(event, smtp.CommandError):
+            self.mechanism = None  # a refused SASL response ends the exchange
             self.bad_commands += 1
             if self.bad_commands > self.limits.max_bad_commands:
                 yield from self._send(_TOO_MANY_ERRORS)
@@ -270,12 +279,47 @@ class SessionDriver:
                 session.tls_info = dict(outcome or {})
                 session.hello_name = None
                 self.envelope = None
+        elif isinstance(event, (smtp.Auth, smtp.AuthResponse, smtp.AuthCancel)):
+            yield from self._authenticate(event)
         elif isinstance(event, smtp.Help):
             yield from self._send(smtp.Reply(214, "commands: see RFC 5321"))
         else:
-            # EXPN; and AUTH or XCLIENT, which need what this driver does
-            # not offer yet: say so rather than pretend.
+            # EXPN, and XCLIENT/XFORWARD, which this driver does not take
+            # on behalf of applications yet: say so rather than pretend.
             yield from self._send(smtp.Reply(502, "command not available", "5.5.1"))
+
+    def _authenticate(self, event: smtp.Auth | smtp.AuthResponse | smtp.AuthCancel) -> Steps:
+        """RFC 4954: run the SASL exchange with smtp_core.sasl's mechanisms."""
+        if isinstance(event, smtp.AuthCancel):
+            self.mechanism = None
+            yield from self._send(smtp.Reply(501, "authentication cancelled", "5.7.0"))
+            return
+        if isinstance(event, smtp.Auth):
+            if self.auth is None:
+                yield from self._send(smtp.Reply(504, "no such mechanism here", "5.5.4"))
+                return
+            self.mechanism = sasl.server_mechanism(
+                event.mechanism, self.auth, hostname=self.config.hostname
+            )
+            step = self.mechanism.start(event.initial_response)
+        else:
+            if self.mechanism is None:  # cannot happen: the engine sequences it
+                yield from self._send(smtp.Reply(503, "no exchange in progress", "5.5.1"))
+                return
+            step = self.mechanism.step(event.data)
+        if step.challenge is not None:
+            text = base64.b64encode(step.challenge).decode("ascii")
+            yield from self._send(smtp.Reply(334, text))
+            return
+        self.mechanism = None
+        if step.success:
+            self.session.authenticated_as = step.authcid
+            reply = yield from self._hook("on_auth", self.session, step)
+            yield from self._send(reply or smtp.Reply(235, "authentication successful", "2.7.0"))
+        elif step.is_malformed:
+            yield from self._send(smtp.Reply(501, "malformed authentication exchange", "5.5.2"))
+        else:
+            yield from self._send(smtp.Reply(535, "authentication credentials invalid", "5.7.8"))
 
     def _deliver(self) -> Steps:
         envelope, spool = self.envelope, self.spool

@@ -95,6 +95,10 @@ class Client:
         sender, recipients, content = message_parts(msg, from_addr, to_addrs)
         return self.sendmail(sender, recipients, content)
 
+    def login(self, username: str, password: str, mechanism: str | None = None) -> smtp.Reply:
+        """AUTH with the strongest mechanism offered; raises AuthenticationFailed."""
+        return self._run(self.driver.login(username, password, mechanism))  # type: ignore[no-any-return]
+
     def quit(self) -> None:
         try:
             self._run(self.driver.quit())

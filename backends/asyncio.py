@@ -13,6 +13,7 @@ import ssl
 from typing import Any
 
 import smtp_core as smtp
+from smtp_core import sasl
 
 from ._asyncio_client import AsyncClient, connect, start_tls_on
 from ._session import (
@@ -52,6 +53,7 @@ async def handle_connection(
     config: smtp.ServerConfig,
     limits: SessionLimits,
     ssl_context: ssl.SSLContext | None = None,
+    auth: sasl.Verifiers | None = None,
 ) -> None:
     """Serve one connection until the session ends."""
     ssl_object = writer.get_extra_info("ssl_object")
@@ -61,7 +63,7 @@ async def handle_connection(
         tls=ssl_object is not None,
         tls_info=tls_info(ssl_object),
     )
-    steps = SessionDriver(handler, config, session, limits).run()
+    steps = SessionDriver(handler, config, session, limits, auth).run()
     result: Any = None
     try:
         while True:
@@ -101,6 +103,7 @@ async def start_server(
     limits: SessionLimits | None = None,
     ssl_context: ssl.SSLContext | None = None,
     implicit_tls: bool = False,
+    auth: sasl.Verifiers | None = None,
 ) -> asyncio.Server:
     """Start listening; returns the ``asyncio.Server`` (use it to close).
 
@@ -110,7 +113,9 @@ async def start_server(
     session_limits = limits or SessionLimits()
 
     async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await handle_connection(reader, writer, handler, effective, session_limits, ssl_context)
+        await handle_connection(
+            reader, writer, handler, effective, session_limits, ssl_context, auth
+        )
 
     # The stream reader's limit bounds what asyncio buffers for us (back-pressure).
     return await asyncio.start_server(
@@ -131,6 +136,7 @@ async def serve(
     limits: SessionLimits | None = None,
     ssl_context: ssl.SSLContext | None = None,
     implicit_tls: bool = False,
+    auth: sasl.Verifiers | None = None,
 ) -> None:
     """Serve until cancelled."""
     server = await start_server(
@@ -141,6 +147,7 @@ async def serve(
         limits=limits,
         ssl_context=ssl_context,
         implicit_tls=implicit_tls,
+        auth=auth,
     )
     async with server:
         await server.serve_forever()

@@ -16,6 +16,7 @@ import threading
 from typing import Any
 
 import smtp_core as smtp
+from smtp_core import sasl
 
 from ._session import (
     Call,
@@ -57,6 +58,7 @@ def handle_connection(
     limits: SessionLimits,
     ssl_context: ssl.SSLContext | None = None,
     implicit_tls: bool = False,
+    auth: sasl.Verifiers | None = None,
 ) -> None:
     """Serve one connection until the session ends (the caller closes ``sock``)."""
     if implicit_tls and ssl_context is not None:
@@ -65,7 +67,7 @@ def handle_connection(
     session = Session(peer=sock.getpeername()[:2], local=sock.getsockname()[:2])
     session.tls = isinstance(sock, ssl.SSLSocket)
     session.tls_info = tls_info(sock) if isinstance(sock, ssl.SSLSocket) else {}
-    steps = SessionDriver(handler, config, session, limits).run()
+    steps = SessionDriver(handler, config, session, limits, auth).run()
     result: Any = None
     try:
         while True:
@@ -107,12 +109,14 @@ class SmtpServer(socketserver.ThreadingTCPServer):
         limits: SessionLimits,
         ssl_context: ssl.SSLContext | None = None,
         implicit_tls: bool = False,
+        auth: sasl.Verifiers | None = None,
     ) -> None:
         self.smtp_handler = handler
         self.smtp_config = server_config(config, ssl_context, implicit_tls)
         self.smtp_limits = limits
         self.ssl_context = ssl_context
         self.implicit_tls = implicit_tls
+        self.auth = auth
         super().__init__(address, _Connection)
 
     @property
@@ -132,6 +136,7 @@ class _Connection(socketserver.BaseRequestHandler):
             server.smtp_limits,
             server.ssl_context,
             server.implicit_tls,
+            server.auth,
         )
 
 
@@ -144,6 +149,7 @@ def start_server(
     limits: SessionLimits | None = None,
     ssl_context: ssl.SSLContext | None = None,
     implicit_tls: bool = False,
+    auth: sasl.Verifiers | None = None,
 ) -> SmtpServer:
     """Listen and serve on a background thread; ``shutdown()`` stops it.
     With ``ssl_context`` STARTTLS is offered, or TLS is implicit (RFC 8314)."""
@@ -154,6 +160,7 @@ def start_server(
         limits or SessionLimits(),
         ssl_context,
         implicit_tls,
+        auth,
     )
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
@@ -166,9 +173,18 @@ def serve(
     *,
     config: smtp.ServerConfig | None = None,
     limits: SessionLimits | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    implicit_tls: bool = False,
+    auth: sasl.Verifiers | None = None,
 ) -> None:
-    """Serve until interrupted."""
+    """Serve until interrupted (same options as ``start_server``)."""
     with SmtpServer(
-        (host, port), handler, config or smtp.ServerConfig(), limits or SessionLimits()
+        (host, port),
+        handler,
+        config or smtp.ServerConfig(),
+        limits or SessionLimits(),
+        ssl_context,
+        implicit_tls,
+        auth,
     ) as server:
         server.serve_forever()

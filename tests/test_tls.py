@@ -15,7 +15,8 @@ from test_asyncio_server import running
 
 from backends import asyncio as asyncio_backend
 from backends import sync as sync_backend
-from backends._client import ServiceRefused
+from backends._client import AuthenticationFailed, ServiceRefused
+from smtp_core import sasl
 
 CA = trustme.CA()
 CERT = CA.issue_cert("127.0.0.1", "localhost")
@@ -123,3 +124,52 @@ def test_command_injection_through_real_tls_is_refused(server):  # type: ignore[
     assert answer.startswith(b"554"), answer
     assert b"250" not in answer
     assert handler.sessions == []
+
+
+def scram_verifiers() -> sasl.Verifiers:
+    credentials = sasl.scram_credentials("pencil", b"salt-salt-salt!!", 4096, "sha256")
+
+    def check_password(user: str, password: str, authzid: str) -> bool:
+        return (user, password) == ("user", "pencil")
+
+    return sasl.Verifiers(
+        check_password=check_password,
+        lookup_scram_sha256=lambda user: credentials if user == "user" else None,
+    )
+
+
+@pytest.mark.parametrize("server", SERVERS, ids=["sync", "asyncio"])
+def test_login_picks_scram_in_plaintext_and_plain_only_under_tls(server):  # type: ignore[no-untyped-def]
+    """RFC 4954 with RFC 7677: the strongest mechanism offered; PLAIN is not
+    offered before TLS, so a plaintext login uses SCRAM-SHA-256."""
+    handler = Recorder()
+    with server(handler, ssl_context=server_context(), auth=scram_verifiers()) as port:
+        with sync_backend.connect("127.0.0.1", port) as plain:
+            assert plain.extensions is not None
+            assert plain.extensions.auth_mechanisms == ("SCRAM-SHA-256",)
+            assert plain.login("user", "pencil").code == 235
+            assert plain.driver.conn.authenticated
+        with sync_backend.connect(
+            "127.0.0.1", port, tls="starttls", ssl_context=client_context()
+        ) as secure:
+            assert secure.extensions is not None
+            assert "PLAIN" in secure.extensions.auth_mechanisms
+            assert secure.login("user", "pencil", "PLAIN").code == 235
+        with sync_backend.connect("127.0.0.1", port) as wrong:
+            with pytest.raises(AuthenticationFailed) as failed:
+                wrong.login("user", "crayon")
+            assert failed.value.reply is not None and failed.value.reply.code == 535
+
+
+def test_asyncio_client_login():
+    handler = Recorder()
+    with running(handler, auth=scram_verifiers()) as port:
+
+        async def go() -> None:
+            async with await asyncio_backend.connect("127.0.0.1", port, timeout=10) as client:
+                reply = await client.login("user", "pencil")
+                assert reply.code == 235
+                await client.sendmail("a@example.org", ["b@example.org"], b"x\r\n")
+
+        asyncio.run(go())
+    assert handler.sessions == [(False, None)]
