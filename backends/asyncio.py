@@ -1,97 +1,67 @@
-"""The asyncio backend: an SMTP server on asyncio streams.
+"""The asyncio backend: SMTP servers and clients on asyncio streams.
 
-It only moves bytes and awaits: every decision is the shared session driver's
-(``backends._session``) and every protocol rule the engine's (``smtp_core``).
+It only moves bytes and awaits: every decision is the shared drivers'
+(``backends._session``, ``backends._client``) and every protocol rule the
+engine's (``smtp_core``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import ssl
 from typing import Any
 
 import smtp_core as smtp
 from smtp_core import sasl
 
-from ._asyncio_client import AsyncClient, connect, start_tls_on
-from ._session import (
-    Call,
-    Close,
-    HookFailed,
-    Read,
-    Session,
-    SessionDriver,
-    SessionLimits,
-    StartTls,
-    Write,
-)
-from ._tls import server_config, tls_info
+from ._async import AsyncClient, serve_stream
+from ._client import ClientDriver, prepare
+from ._session import HookFailed, Session, SessionLimits
+from ._tls import PLAINTEXT_AFTER_STARTTLS, server_config, tls_info
 
 __all__ = ["AsyncClient", "connect", "serve", "start_server"]
-
-# The client half lives in its own module; the API is one: backends.asyncio.
 
 _READ_SIZE = 65536
 
 
-async def _perform(request: Call, handler: object) -> Any:
-    try:
-        result = getattr(handler, request.name)(*request.args)
-        if inspect.isawaitable(result):
-            result = await result
-    except Exception as error:  # the driver turns it into 451 4.3.0
-        return HookFailed(error)
-    return result
+class _Stream:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
 
+    async def receive(self, timeout: float) -> bytes | None:
+        try:
+            return await asyncio.wait_for(self.reader.read(_READ_SIZE), timeout)
+        except asyncio.TimeoutError:
+            return None
 
-async def handle_connection(
-    reader: asyncio.StreamReader,
-    writer: asyncio.StreamWriter,
-    handler: object,
-    config: smtp.ServerConfig,
-    limits: SessionLimits,
-    ssl_context: ssl.SSLContext | None = None,
-    auth: sasl.Verifiers | None = None,
-) -> None:
-    """Serve one connection until the session ends."""
-    ssl_object = writer.get_extra_info("ssl_object")
-    session = Session(
-        peer=writer.get_extra_info("peername"),
-        local=writer.get_extra_info("sockname"),
-        tls=ssl_object is not None,
-        tls_info=tls_info(ssl_object),
-    )
-    steps = SessionDriver(handler, config, session, limits, auth).run()
-    result: Any = None
-    try:
-        while True:
-            request = steps.send(result)
-            result = None
-            if isinstance(request, Read):
-                try:
-                    result = await asyncio.wait_for(reader.read(_READ_SIZE), request.timeout)
-                except asyncio.TimeoutError:
-                    result = None
-                except OSError:
-                    result = b""
-            elif isinstance(request, Write):
-                writer.write(request.data)
-                await writer.drain()  # write flow control: wait for the peer
-            elif isinstance(request, Call):
-                result = await _perform(request, handler)
-            elif isinstance(request, StartTls):
-                result = await start_tls_on(reader, writer, ssl_context, None)
-            elif isinstance(request, Close):
-                break
-    except (ConnectionError, OSError):
-        pass
-    finally:
-        steps.close()
-        writer.close()
+    async def send(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()  # write flow control: wait for the peer
+
+    async def start_tls(
+        self, context: ssl.SSLContext | None, *, server_side: bool, hostname: str | None
+    ) -> dict[str, Any] | HookFailed:
+        if context is None:
+            return HookFailed(RuntimeError("no TLS context"))
+        # Bytes asyncio read ahead but did not hand out would be taken as
+        # decrypted after the handshake: they are the injection.
+        if getattr(self.reader, "_buffer", b""):
+            return HookFailed(RuntimeError(PLAINTEXT_AFTER_STARTTLS))
+        start_tls = getattr(self.writer, "start_tls", None)  # from Python 3.11 on
+        if start_tls is None:
+            return HookFailed(RuntimeError("STARTTLS on asyncio streams needs Python 3.11"))
+        try:
+            await start_tls(context, server_hostname=hostname)
+        except (ssl.SSLError, OSError) as error:
+            return HookFailed(error)
+        return tls_info(self.writer.get_extra_info("ssl_object"))
+
+    async def aclose(self) -> None:
+        self.writer.close()
         with contextlib.suppress(ConnectionError, OSError):
-            await writer.wait_closed()
+            await self.writer.wait_closed()
 
 
 async def start_server(
@@ -107,47 +77,52 @@ async def start_server(
 ) -> asyncio.Server:
     """Start listening; returns the ``asyncio.Server`` (use it to close).
 
-    With ``ssl_context`` the server offers STARTTLS, or with
-    ``implicit_tls`` speaks TLS from the first byte (RFC 8314)."""
+    With ``ssl_context`` the server offers STARTTLS, or with ``implicit_tls``
+    speaks TLS from the first byte (RFC 8314); ``auth`` enables AUTH."""
     effective = server_config(config, ssl_context, implicit_tls)
     session_limits = limits or SessionLimits()
 
     async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await handle_connection(
-            reader, writer, handler, effective, session_limits, ssl_context, auth
+        ssl_object = writer.get_extra_info("ssl_object")
+        session = Session(
+            peer=writer.get_extra_info("peername"),
+            local=writer.get_extra_info("sockname"),
+            tls=ssl_object is not None,
+            tls_info=tls_info(ssl_object),
         )
+        stream = _Stream(reader, writer)
+        await serve_stream(stream, session, handler, effective, session_limits, ssl_context, auth)
 
     # The stream reader's limit bounds what asyncio buffers for us (back-pressure).
     return await asyncio.start_server(
-        on_connection,
-        host,
-        port,
-        limit=_READ_SIZE,
-        ssl=ssl_context if implicit_tls else None,
+        on_connection, host, port, limit=_READ_SIZE, ssl=ssl_context if implicit_tls else None
     )
 
 
-async def serve(
-    handler: object,
-    host: str = "127.0.0.1",
-    port: int = 8025,
-    *,
-    config: smtp.ServerConfig | None = None,
-    limits: SessionLimits | None = None,
-    ssl_context: ssl.SSLContext | None = None,
-    implicit_tls: bool = False,
-    auth: sasl.Verifiers | None = None,
-) -> None:
-    """Serve until cancelled."""
-    server = await start_server(
-        handler,
-        host,
-        port,
-        config=config,
-        limits=limits,
-        ssl_context=ssl_context,
-        implicit_tls=implicit_tls,
-        auth=auth,
-    )
+async def serve(handler: object, host: str = "127.0.0.1", port: int = 8025, **options: Any) -> None:
+    """Serve until cancelled (same options as ``start_server``)."""
+    server = await start_server(handler, host, port, **options)
     async with server:
         await server.serve_forever()
+
+
+async def connect(
+    host: str,
+    port: int = 25,
+    *,
+    tls: str = "none",
+    ssl_context: ssl.SSLContext | None = None,
+    timeout: float = 60.0,
+    config: smtp.ClientConfig | None = None,
+) -> AsyncClient:
+    """Connect, read the greeting, say EHLO (HELO if refused) and, per
+    ``tls``, go secure: "none", "starttls" (required: never goes on in
+    plaintext), "opportunistic", or "implicit" (RFC 8314)."""
+    config, context, starttls = prepare(tls, ssl_context, config)
+    implicit = context if tls == "implicit" else None
+    opening = asyncio.open_connection(host, port, ssl=implicit, limit=_READ_SIZE)
+    reader, writer = await asyncio.wait_for(opening, timeout)
+    driver = ClientDriver(config, timeout=timeout, tls=implicit is not None)
+    client = AsyncClient(_Stream(reader, writer), driver, host, context)
+    await client.handshake(starttls)
+    return client

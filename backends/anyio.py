@@ -1,0 +1,130 @@
+"""The anyio backend: SMTP servers and clients on anyio streams, so on
+asyncio and on trio alike. It only moves bytes: the shared drivers decide,
+the engine judges."""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+from typing import Any
+
+import anyio
+import anyio.abc
+from anyio.streams.tls import TLSAttribute, TLSStream
+
+import smtp_core as smtp
+from smtp_core import sasl
+
+from ._async import AsyncClient, serve_stream
+from ._client import ClientDriver, prepare
+from ._session import HookFailed, Session, SessionLimits
+from ._tls import server_config
+
+__all__ = ["AsyncClient", "connect", "serve"]
+
+_READ_SIZE = 65536
+
+
+class _Stream:
+    def __init__(self, stream: anyio.abc.ByteStream) -> None:
+        self.stream = stream
+
+    async def receive(self, timeout: float) -> bytes | None:
+        with anyio.move_on_after(timeout):
+            try:
+                return await self.stream.receive(_READ_SIZE)
+            except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                return b""
+        return None
+
+    async def send(self, data: bytes) -> None:
+        await self.stream.send(data)
+
+    async def start_tls(
+        self, context: ssl.SSLContext | None, *, server_side: bool, hostname: str | None
+    ) -> dict[str, Any] | HookFailed:
+        if context is None:
+            return HookFailed(RuntimeError("no TLS context"))
+        try:
+            wrapped = await TLSStream.wrap(
+                self.stream, server_side=server_side, hostname=hostname, ssl_context=context
+            )
+        except (anyio.BrokenResourceError, ssl.SSLError, OSError) as error:
+            return HookFailed(error)
+        self.stream = wrapped
+        return _details(wrapped)
+
+    async def aclose(self) -> None:
+        with contextlib.suppress(anyio.BrokenResourceError, OSError):
+            await self.stream.aclose()
+
+
+def _details(stream: TLSStream) -> dict[str, Any]:
+    cipher = stream.extra(TLSAttribute.cipher, None)
+    return {
+        "version": stream.extra(TLSAttribute.tls_version, None),
+        "cipher": cipher[0] if cipher else None,
+        "peer_certificate": stream.extra(TLSAttribute.peer_certificate, None),
+    }
+
+
+async def serve(
+    handler: object,
+    host: str = "127.0.0.1",
+    port: int = 8025,
+    *,
+    config: smtp.ServerConfig | None = None,
+    limits: SessionLimits | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    implicit_tls: bool = False,
+    auth: sasl.Verifiers | None = None,
+    task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until cancelled; ``task_group.start(serve, ...)`` returns the
+    port once it listens."""
+    effective = server_config(config, ssl_context, implicit_tls)
+    session_limits = limits or SessionLimits()
+
+    async def on_connection(client: anyio.abc.SocketStream) -> None:
+        session = Session(
+            peer=client.extra(anyio.abc.SocketAttribute.remote_address),  # type: ignore[arg-type]
+            local=client.extra(anyio.abc.SocketAttribute.local_address),  # type: ignore[arg-type]
+        )
+        stream = _Stream(client)
+        if implicit_tls:
+            result = await stream.start_tls(ssl_context, server_side=True, hostname=None)
+            if isinstance(result, HookFailed):
+                await stream.aclose()
+                return
+            session.tls, session.tls_info = True, result
+        await serve_stream(stream, session, handler, effective, session_limits, ssl_context, auth)
+
+    listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
+    async with listener:
+        task_status.started(int(listener.extra(anyio.abc.SocketAttribute.local_port)))
+        await listener.serve(on_connection)
+
+
+async def connect(
+    host: str,
+    port: int = 25,
+    *,
+    tls: str = "none",
+    ssl_context: ssl.SSLContext | None = None,
+    timeout: float = 60.0,
+    config: smtp.ClientConfig | None = None,
+) -> AsyncClient:
+    """Connect, read the greeting, say EHLO (HELO if refused) and, per
+    ``tls``, go secure: "none", "starttls", "opportunistic" or "implicit"."""
+    config, context, starttls = prepare(tls, ssl_context, config)
+    with anyio.fail_after(timeout):
+        stream = _Stream(await anyio.connect_tcp(host, port))
+    if tls == "implicit":
+        result = await stream.start_tls(context, server_side=False, hostname=host)
+        if isinstance(result, HookFailed):
+            await stream.aclose()
+            raise result.error
+    driver = ClientDriver(config, timeout=timeout, tls=tls == "implicit")
+    client = AsyncClient(stream, driver, host, context)
+    await client.handshake(starttls)
+    return client
