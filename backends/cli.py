@@ -1,19 +1,28 @@
-"""The ``smtp-core`` command."""
+"""The ``smtp-core`` command: ``serve`` (a receiving server) and ``send``."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import getpass
+import os
+import ssl
 import sys
 from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
 
 import smtp_core as smtp
+from smtp_core import sasl
 
-from . import asyncio as asyncio_backend
+from ._client import SMTPError
 from .maildir import MaildirHandler, SinkHandler
 
 __all__ = ["main"]
+
+BACKENDS = ("asyncio", "trio", "anyio", "sync")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -24,31 +33,129 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8025, help="port to listen on")
     serve.add_argument("--maildir", default="./maildir", help="where messages go")
     serve.add_argument("--hostname", default="localhost", help="the name in greetings")
-    serve.add_argument("--backend", choices=["asyncio"], default="asyncio", help="the I/O backend")
-    serve.add_argument(
-        "--max-size", type=int, default=smtp.ServerConfig().max_message_size, help="octets"
-    )
+    serve.add_argument("--backend", choices=BACKENDS, default="asyncio", help="the I/O backend")
+    serve.add_argument("--max-size", type=int, default=smtp.ServerConfig().max_message_size)
     serve.add_argument("--lmtp", action="store_true", help="speak LMTP instead of SMTP")
     serve.add_argument("--sink", action="store_true", help="discard messages (benchmarks)")
+    serve.add_argument("--tls-cert", help="PEM certificate chain: offer STARTTLS")
+    serve.add_argument("--tls-key", help="PEM private key for --tls-cert")
+    serve.add_argument("--implicit-tls", action="store_true", help="TLS from the first byte")
+    serve.add_argument("--require-tls", action="store_true", help="530 before STARTTLS")
+    serve.add_argument("--auth-file", help="lines of user:password: offer AUTH")
+    send = commands.add_parser("send", help="send an RFC 5322 message (a file or stdin)")
+    send.add_argument("message", nargs="?", default="-", help="file, or - for stdin")
+    send.add_argument("--host", default="127.0.0.1")
+    send.add_argument("--port", type=int, default=25)
+    tls = send.add_mutually_exclusive_group()
+    tls.add_argument("--tls", action="store_true", help="implicit TLS (RFC 8314)")
+    tls.add_argument("--starttls", action="store_true", help="STARTTLS, required")
+    send.add_argument("--insecure", action="store_true", help="do not verify the certificate")
+    send.add_argument("--user", help="AUTH user (password from $SMTP_CORE_PASSWORD or asked)")
+    send.add_argument("--from", dest="sender", help="envelope sender (default: the headers)")
+    send.add_argument("--to", action="append", help="envelope recipient, repeatable")
     return parser
+
+
+def _verifiers(path: str) -> sasl.Verifiers:
+    """PLAIN/LOGIN and SCRAM-SHA-256 from a file of user:password lines."""
+    users: dict[str, str] = {}
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            user, _, password = line.partition(":")
+            users[user.strip()] = password
+    salt = os.urandom(16)
+    scram = {u: sasl.scram_credentials(p, salt, 4096, "sha256") for u, p in users.items()}
+
+    def check_password(user: str, password: str, authzid: str) -> bool:
+        return users.get(user) == password and authzid in ("", user)
+
+    return sasl.Verifiers(check_password=check_password, lookup_scram_sha256=scram.get)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    config = smtp.ServerConfig(
+        hostname=args.hostname,
+        max_message_size=args.max_size or None,
+        lmtp=args.lmtp,
+        require_tls=args.require_tls,
+    )
+    context = None
+    if args.tls_cert:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+    handler: object = (
+        SinkHandler() if args.sink else MaildirHandler(args.maildir, hostname=args.hostname)
+    )
+    options: dict[str, Any] = {
+        "config": config,
+        "ssl_context": context,
+        "implicit_tls": args.implicit_tls,
+        "auth": _verifiers(args.auth_file) if args.auth_file else None,
+    }
+    where = "discarding messages" if args.sink else f"storing into {args.maildir}"
+    protocol = "LMTP" if args.lmtp else "SMTP"
+    print(f"smtp-core: {protocol} on {args.host}:{args.port} ({args.backend}), {where}", flush=True)
+    serve = partial(_load(args.backend).serve, handler, args.host, args.port, **options)
+    with contextlib.suppress(KeyboardInterrupt):
+        if args.backend == "asyncio":
+            asyncio.run(serve())
+        elif args.backend == "trio":
+            import trio
+
+            trio.run(serve)
+        elif args.backend == "anyio":
+            import anyio
+
+            anyio.run(serve)
+        else:
+            serve()
+    return 0
+
+
+def _load(name: str) -> Any:
+    if name == "asyncio":
+        from . import asyncio as module
+    elif name == "trio":
+        from . import trio as module  # type: ignore[no-redef]
+    elif name == "anyio":
+        from . import anyio as module  # type: ignore[no-redef]
+    else:
+        from . import sync as module  # type: ignore[no-redef]
+    return module
+
+
+def _send(args: argparse.Namespace) -> int:
+    from email import message_from_bytes, policy
+
+    from . import sync
+
+    data = sys.stdin.buffer.read() if args.message == "-" else Path(args.message).read_bytes()
+    message = message_from_bytes(data, policy=policy.default)
+    context = ssl.create_default_context()
+    if args.insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    tls = "implicit" if args.tls else "starttls" if args.starttls else "none"
+    try:
+        with sync.connect(args.host, args.port, tls=tls, ssl_context=context) as client:
+            if args.user:
+                password = os.environ.get("SMTP_CORE_PASSWORD") or getpass.getpass()
+                client.login(args.user, password)
+            result = client.send_message(message, args.sender, args.to)
+    except (SMTPError, smtp.ProtocolError, OSError) as error:
+        print(f"smtp-core send: {error}", file=sys.stderr)
+        return 1
+    for address, reply in result.recipients.items():
+        final = result.delivered.get(address, result.reply if reply.is_positive else reply)
+        code = final.code if final else reply.code
+        text = final.text if final else reply.text
+        print(f"<{address}>: {code} {text}")
+    return 0 if not result.refused else 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    config = smtp.ServerConfig(
-        hostname=args.hostname, max_message_size=args.max_size or None, lmtp=args.lmtp
-    )
-    handler: object = (
-        SinkHandler() if args.sink else MaildirHandler(args.maildir, hostname=args.hostname)
-    )
-    print(
-        f"smtp-core: {'LMTP' if args.lmtp else 'SMTP'} on {args.host}:{args.port}, "
-        + ("discarding messages" if args.sink else f"storing into {args.maildir}"),
-        flush=True,
-    )
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(asyncio_backend.serve(handler, args.host, args.port, config=config))
-    return 0
+    return _serve(args) if args.command == "serve" else _send(args)
 
 
 if __name__ == "__main__":

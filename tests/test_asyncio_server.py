@@ -6,8 +6,6 @@ import asyncio
 import mailbox
 import smtplib
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -15,8 +13,6 @@ from contextlib import contextmanager
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 import smtp_core as smtp
 from backends import asyncio as asyncio_backend
@@ -145,29 +141,3 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def test_the_serve_command_receives_mail(tmp_path: Path):
-    """``smtp-core serve`` (what ``make serve`` runs), started and stopped here."""
-    port = free_port()
-    maildir = tmp_path / "maildir"
-    command = [sys.executable, "-m", "backends.cli", "serve", "--port", str(port)]
-    process = subprocess.Popen(
-        [*command, "--maildir", str(maildir)], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        for _ in range(100):  # bounded: 10 s at most
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            pytest.fail("smtp-core serve did not start listening")
-        with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
-            client.send_message(message())
-    finally:
-        process.terminate()
-        output, _ = process.communicate(timeout=10)
-    assert len(list(mailbox.Maildir(str(maildir)))) == 1
-    assert "stored" in output
