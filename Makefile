@@ -2,7 +2,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint bench serve clean
+.PHONY: test lint peers bench serve clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -15,7 +15,12 @@ lint: $(STAMP)
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy --strict smtp_core backends
 
-test: lint
+# Real peers for the interop tests (swaks, Postfix's smtp-source/smtp-sink),
+# from Debian's packages; without root the tests that need them are skipped.
+peers:
+	bash .ci/install-peers
+
+test: lint peers
 	$(PY) -m pytest
 
 serve: $(STAMP)
