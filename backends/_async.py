@@ -18,6 +18,7 @@ from ._session import (
     Call,
     Close,
     HookFailed,
+    Lifecycle,
     Read,
     Session,
     SessionDriver,
@@ -32,8 +33,9 @@ __all__ = ["AsyncClient", "AsyncStream", "serve_stream"]
 class AsyncStream(Protocol):
     """A byte stream as the async backends see it."""
 
-    async def receive(self, timeout: float) -> bytes | None:
-        """Up to 64 KiB; b"" at end of stream, None after ``timeout`` seconds."""
+    async def receive(self, timeout: float, idle: bool = False) -> bytes | None:
+        """Up to 64 KiB; b"" at end of stream, None after ``timeout`` seconds
+        (or, for an ``idle`` read, when the server shuts down)."""
 
     async def send(self, data: bytes) -> None:
         """All of ``data``, waiting while the peer is slow (flow control)."""
@@ -65,9 +67,10 @@ async def serve_stream(
     limits: SessionLimits,
     ssl_context: ssl.SSLContext | None,
     auth: sasl.Verifiers | None,
+    lifecycle: Lifecycle | None = None,
 ) -> None:
     """Serve one connection until the session ends, then close it."""
-    steps = SessionDriver(handler, config, session, limits, auth).run()
+    steps = SessionDriver(handler, config, session, limits, auth, lifecycle).run()
     result: Any = None
     try:
         while True:
@@ -75,7 +78,7 @@ async def serve_stream(
             result = None
             if isinstance(request, Read):
                 try:
-                    result = await stream.receive(request.timeout)
+                    result = await stream.receive(request.timeout, request.idle)
                 except OSError:
                     result = b""
             elif isinstance(request, Write):

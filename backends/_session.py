@@ -20,6 +20,7 @@ from smtp_core import sasl
 
 __all__ = [
     "Call",
+    "Lifecycle",
     "StartTls",
     "Close",
     "Envelope",
@@ -69,6 +70,8 @@ class SessionLimits:
     """Waiting for a command (4.5.3.2.7: at least 5 minutes)."""
     data_block_timeout: float = 180.0
     """Waiting for the next block of content (4.5.3.2.6: 3 minutes)."""
+    max_connections: int = 1000
+    """Sessions at once; more get 421 4.7.0 (needs a backend's Lifecycle)."""
     max_bad_commands: int = 20
     """Refused commands before 421 and a close."""
     spool_in_memory: int = 1 << 20
@@ -78,9 +81,11 @@ class SessionLimits:
 @dataclass(frozen=True)
 class Read:
     """Read some bytes; send back bytes (b"" at end of stream), or None when
-    ``timeout`` seconds passed with nothing."""
+    ``timeout`` seconds passed with nothing. An ``idle`` read waits for a
+    command, so a shutdown may end it early (with None)."""
 
     timeout: float
+    idle: bool = False
 
 
 @dataclass(frozen=True)
@@ -123,6 +128,32 @@ Request = Read | Write | Call | StartTls | Close
 _TEMPORARY_FAILURE = smtp.Reply(451, "local error in processing", "4.3.0")
 _TIMEOUT = smtp.Reply(421, "timeout: closing the connection", "4.4.2")
 _TOO_MANY_ERRORS = smtp.Reply(421, "too many errors: closing the connection", "4.7.0")
+_TOO_MANY_CONNECTIONS = smtp.Reply(421, "too many connections: try again later", "4.7.0")
+_SHUTTING_DOWN = smtp.Reply(421, "shutting down: try again later", "4.3.2")
+
+
+class Lifecycle:
+    """A server's connection count and shutdown flag, shared by its sessions.
+
+    ``admit`` refuses a connection over ``max_connections`` (it gets 421);
+    once ``stopping`` is set, sessions between transactions get 421 4.3.2 and
+    close, and a message in flight is finished first. A backend wakes
+    sessions waiting for a command by ending their Read with None."""
+
+    def __init__(self, max_connections: int) -> None:
+        self.max_connections = max_connections
+        self.active = 0
+        self.stopping = False
+
+    def admit(self) -> bool:
+        if self.active >= self.max_connections:
+            return False
+        self.active += 1
+        return True
+
+    def release(self) -> None:
+        self.active -= 1
+
 
 Steps = Generator[Request, Any, Any]
 
@@ -137,8 +168,10 @@ class SessionDriver:
         session: Session,
         limits: SessionLimits | None = None,
         auth: sasl.Verifiers | None = None,
+        lifecycle: Lifecycle | None = None,
     ) -> None:
         self.handler = handler
+        self.lifecycle = lifecycle
         if auth is not None and not config.auth_mechanisms:
             config = dataclasses.replace(config, auth_mechanisms=auth.mechanisms)
         self.auth = auth
@@ -184,6 +217,19 @@ class SessionDriver:
     def _run(self) -> Steps:
         conn = self.conn
         limits = self.limits
+        lifecycle = self.lifecycle
+        if lifecycle is not None and not lifecycle.admit():
+            yield from self._send(_TOO_MANY_CONNECTIONS)
+            return
+        try:
+            yield from self._converse(conn, limits, lifecycle)
+        finally:
+            if lifecycle is not None:
+                lifecycle.release()
+
+    def _converse(
+        self, conn: smtp.ServerConnection, limits: SessionLimits, lifecycle: Lifecycle | None
+    ) -> Steps:
         if self.config.proxy_protocol:
             while not isinstance(header := conn.next_event(), smtp.ProxyHeader):
                 data = yield Read(limits.command_timeout)
@@ -197,12 +243,19 @@ class SessionDriver:
             event = conn.next_event()
             if event is smtp.NEED_DATA:
                 in_message = conn.state in (smtp.State.IN_MESSAGE, smtp.State.IN_CHUNKING)
-                data = yield Read(
-                    limits.data_block_timeout if in_message else limits.command_timeout
-                )
+                stopping = lifecycle is not None and lifecycle.stopping
+                if stopping and not in_message:
+                    # Graceful shutdown: between transactions, say so and go.
+                    yield from self._send(_SHUTTING_DOWN)
+                    return
+                if in_message:
+                    data = yield Read(limits.data_block_timeout)
+                else:
+                    data = yield Read(limits.command_timeout, idle=True)
                 if data is None:
                     self._drop_message()
-                    yield from self._send(_TIMEOUT)
+                    stopped = lifecycle is not None and lifecycle.stopping
+                    yield from self._send(_SHUTTING_DOWN if stopped else _TIMEOUT)
                     return
                 conn.receive_data(data)
             elif isinstance(event, smtp.ConnectionClosed):

@@ -29,7 +29,7 @@ class _Stream:
     def __init__(self, stream: anyio.abc.ByteStream) -> None:
         self.stream = stream
 
-    async def receive(self, timeout: float) -> bytes | None:
+    async def receive(self, timeout: float, idle: bool = False) -> bytes | None:
         with anyio.move_on_after(timeout):
             try:
                 return await self.stream.receive(_READ_SIZE)

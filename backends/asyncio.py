@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+import weakref
 from typing import Any
 
 import smtp_core as smtp
@@ -17,24 +18,43 @@ from smtp_core import sasl
 
 from ._async import AsyncClient, serve_stream
 from ._client import ClientDriver, prepare
-from ._session import HookFailed, Session, SessionLimits
+from ._session import HookFailed, Lifecycle, Session, SessionLimits
 from ._tls import PLAINTEXT_AFTER_STARTTLS, server_config, tls_info
 
-__all__ = ["AsyncClient", "connect", "serve", "start_server"]
+__all__ = ["AsyncClient", "connect", "serve", "shutdown", "start_server"]
 
 _READ_SIZE = 65536
+_LIFECYCLES: weakref.WeakKeyDictionary[asyncio.Server, tuple[Lifecycle, asyncio.Future[None]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 class _Stream:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        stopping: asyncio.Future[None] | None = None,
+    ) -> None:
         self.reader = reader
         self.writer = writer
+        self.stopping = stopping  # done when the server shuts down
 
-    async def receive(self, timeout: float) -> bytes | None:
-        try:
-            return await asyncio.wait_for(self.reader.read(_READ_SIZE), timeout)
-        except asyncio.TimeoutError:
-            return None
+    async def receive(self, timeout: float, idle: bool = False) -> bytes | None:
+        if self.stopping is None or not idle:
+            try:
+                return await asyncio.wait_for(self.reader.read(_READ_SIZE), timeout)
+            except asyncio.TimeoutError:
+                return None
+        # None on a timeout or a shutdown: the driver tells which and replies.
+        read = asyncio.ensure_future(self.reader.read(_READ_SIZE))
+        done, _ = await asyncio.wait(
+            (read, self.stopping), timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+        if read in done:
+            return read.result()
+        read.cancel()
+        return None
 
     async def send(self, data: bytes) -> None:
         self.writer.write(data)
@@ -81,6 +101,8 @@ async def start_server(
     speaks TLS from the first byte (RFC 8314); ``auth`` enables AUTH."""
     effective = server_config(config, ssl_context, implicit_tls)
     session_limits = limits or SessionLimits()
+    lifecycle = Lifecycle(session_limits.max_connections)
+    stopping: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         ssl_object = writer.get_extra_info("ssl_object")
@@ -90,20 +112,42 @@ async def start_server(
             tls=ssl_object is not None,
             tls_info=tls_info(ssl_object),
         )
-        stream = _Stream(reader, writer)
-        await serve_stream(stream, session, handler, effective, session_limits, ssl_context, auth)
+        stream = _Stream(reader, writer, stopping)
+        await serve_stream(
+            stream, session, handler, effective, session_limits, ssl_context, auth, lifecycle
+        )
 
     # The stream reader's limit bounds what asyncio buffers for us (back-pressure).
-    return await asyncio.start_server(
+    server = await asyncio.start_server(
         on_connection, host, port, limit=_READ_SIZE, ssl=ssl_context if implicit_tls else None
     )
+    _LIFECYCLES[server] = (lifecycle, stopping)
+    return server
+
+
+async def shutdown(server: asyncio.Server, timeout: float = 30.0) -> None:
+    """Stop accepting; sessions between transactions get 421 4.3.2 and close;
+    messages in flight are finished first, for up to ``timeout`` seconds."""
+    server.close()
+    lifecycle, stopping = _LIFECYCLES.pop(server)
+    lifecycle.stopping = True
+    if not stopping.done():
+        stopping.set_result(None)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while lifecycle.active and loop.time() < deadline:
+        await asyncio.sleep(0.01)
 
 
 async def serve(handler: object, host: str = "127.0.0.1", port: int = 8025, **options: Any) -> None:
     """Serve until cancelled (same options as ``start_server``)."""
     server = await start_server(handler, host, port, **options)
-    async with server:
+    try:
         await server.serve_forever()
+    except asyncio.CancelledError:
+        # Ctrl-C or a cancelled task: let open sessions hear 421 and finish.
+        await asyncio.shield(shutdown(server, timeout=10.0))
+        raise
 
 
 async def connect(

@@ -28,7 +28,7 @@ class _Stream:
     def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
 
-    async def receive(self, timeout: float) -> bytes | None:
+    async def receive(self, timeout: float, idle: bool = False) -> bytes | None:
         with trio.move_on_after(timeout):
             try:
                 return bytes(await self.stream.receive_some(_READ_SIZE))
