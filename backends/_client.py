@@ -16,6 +16,7 @@ from copy import copy as shallow_copy
 from dataclasses import dataclass, field
 from email.generator import BytesGenerator
 from email.message import EmailMessage
+from email.policy import EmailPolicy
 from email.utils import getaddresses
 from io import BytesIO
 from typing import Any
@@ -310,7 +311,11 @@ def message_parts(
         del copy["Resent-Bcc"]
     out = BytesIO()
     # linesep CRLF as SMTP wants; headers are written as they were set.
-    BytesGenerator(out, policy=msg.policy.clone(linesep="\r\n")).flatten(copy, linesep="\r\n")
+    policy = msg.policy.clone(linesep="\r\n")
+    if isinstance(policy, EmailPolicy):
+        # Headers as they came: no refolding, so DKIM signatures survive.
+        policy = policy.clone(refold_source="none")
+    BytesGenerator(out, policy=policy).flatten(copy, linesep="\r\n")
     return from_addr, list(to_addrs), out.getvalue()
 
 

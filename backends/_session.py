@@ -183,6 +183,7 @@ class SessionDriver:
         self.envelope: Envelope | None = None
         self.spool: IO[bytes] | None = None
         self.bad_commands = 0
+        self.chunk_failed = False
 
     def run(self) -> Steps:
         try:
@@ -291,9 +292,16 @@ class SessionDriver:
                 self.envelope.recipients.append(event)
             yield from self._send(reply)
         elif isinstance(event, smtp.Data):
-            self.spool = self._new_spool()
+            if getattr(self.handler, "on_chunk", None) is None:
+                self.spool = self._new_spool()
             yield from self._send(smtp.Reply(354, "end data with <CR><LF>.<CR><LF>"))
         elif isinstance(event, smtp.MessageChunk):
+            if getattr(self.handler, "on_chunk", None) is not None:
+                # Streaming: the application takes the content as it comes.
+                outcome = yield Call("on_chunk", (session, self.envelope, event.data))
+                if isinstance(outcome, HookFailed):
+                    self.chunk_failed = True
+                return
             if self.spool is None:
                 self.spool = self._new_spool()
             self.spool.write(event.data)
@@ -377,10 +385,17 @@ class SessionDriver:
     def _deliver(self) -> Steps:
         envelope, spool = self.envelope, self.spool
         self.envelope = None
-        if envelope is None or spool is None:
+        failed, self.chunk_failed = self.chunk_failed, False
+        streaming = getattr(self.handler, "on_chunk", None) is not None
+        if envelope is None or (spool is None and not streaming):
             yield from self._send(smtp.Reply(554, "no transaction", "5.5.1"))
             return
-        spool.seek(0)
+        if failed:
+            yield from self._send(_TEMPORARY_FAILURE)
+            return
+        if spool is not None:
+            spool.seek(0)
+        # With on_chunk the body went there already and on_message gets None.
         reply = yield from self._hook("on_message", self.session, envelope, spool)
         self._drop_message()
         reply = reply or smtp.Reply(250, "queued")

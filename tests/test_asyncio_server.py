@@ -14,6 +14,8 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 import smtp_core as smtp
 from backends import asyncio as asyncio_backend
 from backends.maildir import MaildirHandler
@@ -141,3 +143,52 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+class Streaming:
+    """Takes the content chunk by chunk (no spool), and fails on request."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+        self.received = b""
+        self.finished: list[object] = []
+
+    async def on_chunk(self, session, envelope, data):  # type: ignore[no-untyped-def]
+        if self.fail:
+            raise OSError("disk full")
+        self.received += data
+
+    def on_message(self, session, envelope, body):  # type: ignore[no-untyped-def]
+        self.finished.append(body)
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_streaming_chunk_hook(fail: bool):
+    """The content reaches on_chunk as it arrives; a failing chunk hook gets
+    the message a 451 4.3.0 at its end and on_message is never called."""
+    handler = Streaming(fail)
+    body = b"Subject: s\r\n\r\n" + b"line\r\n" * 20000
+    with running(handler) as port, smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        if fail:
+            with pytest.raises(smtplib.SMTPDataError) as error:
+                client.sendmail("a@example.org", ["b@example.org"], body)
+            assert error.value.smtp_code == 451
+        else:
+            client.sendmail("a@example.org", ["b@example.org"], body)
+    if fail:
+        assert handler.finished == []
+    else:
+        assert handler.received == body and handler.finished == [None]
+
+
+def test_send_message_keeps_long_headers_as_they_came():
+    """DKIM survives: a long header parsed from bytes is sent unfolded."""
+    from email import message_from_bytes, policy
+
+    from backends._client import message_parts
+
+    long_value = "x" * 120
+    raw = f"From: a@example.org\r\nTo: b@example.org\r\nX-Long: {long_value}\r\n\r\nbody\r\n"
+    msg = message_from_bytes(raw.encode(), policy=policy.default)
+    _, _, content = message_parts(msg, None, None)  # type: ignore[arg-type]
+    assert f"X-Long: {long_value}\r\n".encode() in content
