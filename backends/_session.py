@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import tempfile
+import threading
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -144,15 +145,18 @@ class Lifecycle:
         self.max_connections = max_connections
         self.active = 0
         self.stopping = False
+        self._lock = threading.Lock()  # the blocking backend's threads share it
 
     def admit(self) -> bool:
-        if self.active >= self.max_connections:
-            return False
-        self.active += 1
-        return True
+        with self._lock:
+            if self.active >= self.max_connections:
+                return False
+            self.active += 1
+            return True
 
     def release(self) -> None:
-        self.active -= 1
+        with self._lock:
+            self.active -= 1
 
 
 Steps = Generator[Request, Any, Any]

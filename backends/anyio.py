@@ -17,7 +17,7 @@ from smtp_core import sasl
 
 from ._async import AsyncClient, serve_stream
 from ._client import ClientDriver, prepare
-from ._session import HookFailed, Session, SessionLimits
+from ._session import HookFailed, Lifecycle, Session, SessionLimits
 from ._tls import server_config
 
 __all__ = ["AsyncClient", "connect", "serve"]
@@ -84,6 +84,7 @@ async def serve(
     port once it listens."""
     effective = server_config(config, ssl_context, implicit_tls)
     session_limits = limits or SessionLimits()
+    lifecycle = Lifecycle(session_limits.max_connections)
 
     async def on_connection(client: anyio.abc.SocketStream) -> None:
         session = Session(
@@ -97,7 +98,9 @@ async def serve(
                 await stream.aclose()
                 return
             session.tls, session.tls_info = True, result
-        await serve_stream(stream, session, handler, effective, session_limits, ssl_context, auth)
+        await serve_stream(
+            stream, session, handler, effective, session_limits, ssl_context, auth, lifecycle
+        )
 
     listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
     async with listener:

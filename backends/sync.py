@@ -22,6 +22,7 @@ from ._session import (
     Call,
     Close,
     HookFailed,
+    Lifecycle,
     Read,
     Session,
     SessionDriver,
@@ -59,6 +60,7 @@ def handle_connection(
     ssl_context: ssl.SSLContext | None = None,
     implicit_tls: bool = False,
     auth: sasl.Verifiers | None = None,
+    lifecycle: Lifecycle | None = None,
 ) -> None:
     """Serve one connection until the session ends (the caller closes ``sock``)."""
     if implicit_tls and ssl_context is not None:
@@ -67,7 +69,7 @@ def handle_connection(
     session = Session(peer=sock.getpeername()[:2], local=sock.getsockname()[:2])
     session.tls = isinstance(sock, ssl.SSLSocket)
     session.tls_info = tls_info(sock) if isinstance(sock, ssl.SSLSocket) else {}
-    steps = SessionDriver(handler, config, session, limits, auth).run()
+    steps = SessionDriver(handler, config, session, limits, auth, lifecycle).run()
     result: Any = None
     try:
         while True:
@@ -117,6 +119,7 @@ class SmtpServer(socketserver.ThreadingTCPServer):
         self.ssl_context = ssl_context
         self.implicit_tls = implicit_tls
         self.auth = auth
+        self.lifecycle = Lifecycle(limits.max_connections)
         super().__init__(address, _Connection)
 
     @property
@@ -137,6 +140,7 @@ class _Connection(socketserver.BaseRequestHandler):
             server.ssl_context,
             server.implicit_tls,
             server.auth,
+            server.lifecycle,
         )
 
 

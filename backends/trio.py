@@ -16,7 +16,7 @@ from smtp_core import sasl
 
 from ._async import AsyncClient, serve_stream
 from ._client import ClientDriver, prepare
-from ._session import HookFailed, Session, SessionLimits
+from ._session import HookFailed, Lifecycle, Session, SessionLimits
 from ._tls import server_config
 
 __all__ = ["AsyncClient", "connect", "serve"]
@@ -92,6 +92,7 @@ async def serve(
     listeners once they listen."""
     effective = server_config(config, ssl_context, implicit_tls)
     session_limits = limits or SessionLimits()
+    lifecycle = Lifecycle(session_limits.max_connections)
 
     async def on_connection(stream: trio.abc.Stream) -> None:
         session = Session(peer=_address(stream, True), local=_address(stream, False))
@@ -102,7 +103,14 @@ async def serve(
                 return
             session.tls, session.tls_info = True, _details(stream)
         await serve_stream(
-            _Stream(stream), session, handler, effective, session_limits, ssl_context, auth
+            _Stream(stream),
+            session,
+            handler,
+            effective,
+            session_limits,
+            ssl_context,
+            auth,
+            lifecycle,
         )
 
     if implicit_tls and ssl_context is not None:

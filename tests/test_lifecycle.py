@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+
+import pytest
 
 from backends import asyncio as asyncio_backend
 from backends._session import SessionLimits
@@ -73,3 +76,30 @@ def test_graceful_shutdown_finishes_the_message_in_flight():
 
     asyncio.run(main())
     assert handler.bodies == [b"Subject: in flight\r\n\r\nfirst half\r\nsecond half\r\n"]
+
+
+def _first_reply(sock) -> bytes:  # type: ignore[no-untyped-def]
+    data = b""
+    while not data.endswith(b"\r\n"):
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+@pytest.mark.parametrize("name", ["sync", "trio", "anyio-asyncio", "anyio-trio"])
+def test_connection_limit_on_the_other_backends(name: str):
+    """The same limit, decided by the same driver, on every backend."""
+    from test_tls import sync_server
+    from test_trio_anyio import SERVERS
+
+    servers = {"sync": sync_server, **SERVERS}
+    limits = SessionLimits(max_connections=1)
+    with (
+        servers[name](Keep(), limits=limits) as port,
+        socket.create_connection(("127.0.0.1", port), timeout=10) as first,
+    ):
+        assert _first_reply(first).startswith(b"220")
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as second:
+            assert _first_reply(second).startswith(b"421 4.7.0")
