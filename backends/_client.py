@@ -227,15 +227,27 @@ class ClientDriver:
         addresses = [a for a in (reverse, *forward) if a is not None]
         size = len(content) if isinstance(content, bytes) else None
         eight_bit = not isinstance(content, bytes) or not content.isascii()
+        # RFC 3030: content that is not text (NUL, bare CR or LF) goes by BDAT
+        # as BINARYMIME when the server takes it, octet for octet.
+        binary = (
+            isinstance(content, bytes)
+            and extensions.chunking
+            and extensions.binarymime
+            and _is_binary(content)
+        )
+        body = smtp.Body.EIGHT_BIT_MIME if eight_bit and extensions.eightbitmime else None
         params = smtp.MailParams(
             size=size if extensions.size and size is not None else None,
-            body=smtp.Body.EIGHT_BIT_MIME if eight_bit and extensions.eightbitmime else None,
+            body=smtp.Body.BINARY_MIME if binary else body,
             smtputf8=not all(a.is_ascii for a in addresses) and extensions.smtputf8,
         )
         mail = smtp.Mail(reverse, params)
         rcpts = [smtp.Rcpt(address) for address in forward]
         pipelining = extensions.pipelining
         result = SendResult()
+        if binary:
+            assert isinstance(content, bytes)
+            return (yield from self._send_chunked(mail, rcpts, forward, content, result))
         if pipelining:
             # RFC 2920: MAIL, every RCPT and DATA in one group.
             replies = yield from self._exchange([mail, *rcpts, smtp.Data()])
@@ -269,15 +281,57 @@ class ClientDriver:
             if data:
                 yield Write(data)
         yield Write(conn.send(smtp.MessageEnd()))
+        return (yield from self._finish(result))
+
+    def _finish(self, result: SendResult) -> Generator[Request, Any, SendResult]:
+        """Collect the replies to the content (per recipient in LMTP)."""
+        conn = self.conn
         while conn.pending:
             reply = yield from self._reply()
             if isinstance(reply.answers, smtp.Rcpt):
                 result.delivered[reply.answers.forward_path] = reply
             result.reply = reply
+            if isinstance(reply.answers, smtp.Bdat) and not reply.is_positive:
+                break  # RFC 3030 section 2: a refused chunk ends the transfer
+        while conn.pending:  # chunks already pipelined behind the refused one
+            yield from self._reply()
         final = result.reply
         if final is not None and not final.is_positive and not self.config.lmtp:
+            yield from self._reset()
             raise DataRefused("the message was refused", final)
         return result
+
+    def _send_chunked(
+        self,
+        mail: smtp.Mail,
+        rcpts: list[smtp.Rcpt],
+        forward: list[smtp.Address],
+        content: bytes,
+        result: SendResult,
+    ) -> Generator[Request, Any, SendResult]:
+        conn = self.conn
+        replies = yield from self._exchange([mail, *rcpts])
+        if not replies[0].is_positive:
+            yield from self._reset()
+            raise SenderRefused("MAIL was refused", replies[0])
+        result.recipients = dict(zip(forward, replies[1:], strict=True))
+        if not any(reply.is_positive for reply in replies[1:]):
+            yield from self._reset()
+            raise RecipientsRefused(result.recipients)
+        step = 1 << 20
+        offsets = range(0, max(len(content), 1), step)
+        for offset in offsets:
+            piece = content[offset : offset + step]
+            last = offset + step >= len(content)
+            yield Write(
+                conn.send(smtp.Bdat(len(piece), last)) + conn.send(smtp.MessageChunk(piece))
+            )
+            if not conn.extensions or not conn.extensions.pipelining:
+                reply = yield from self._reply()
+                result.reply = reply
+                if not reply.is_positive:
+                    break
+        return (yield from self._finish(result))
 
     def _reset(self) -> Steps:
         if self.conn.state is not smtp.State.CLOSED:
@@ -342,3 +396,9 @@ def prepare(
     if tls != "none" and ssl_context is None:
         ssl_context = ssl.create_default_context()
     return base, ssl_context, _STARTTLS[tls]
+
+
+def _is_binary(content: bytes) -> bool:
+    """Whether ``content`` is not CRLF text: a NUL, or a bare CR or LF."""
+    pairs = content.count(b"\r\n")
+    return b"\0" in content or content.count(b"\r") != pairs or content.count(b"\n") != pairs

@@ -164,3 +164,17 @@ def test_aiosmtplib_against_the_asyncio_server():
     [(_, recipients, body)] = handler.messages
     assert [str(r) for r in recipients] == ["bob@example.net", "carol@example.net"]
     assert b"Subject: hello" in body
+
+
+@pytest.mark.parametrize("size", [10, 2_500_000])
+def test_binary_content_goes_by_bdat_as_binarymime(size: int):
+    """RFC 3030: content with NUL and bare line endings is sent with BDAT
+    and BODY=BINARYMIME when offered, arriving octet for octet."""
+    handler = Collector()
+    config = smtp.ServerConfig(binarymime=True, max_message_size=None)
+    content = (b"\x00\n\r\xffbinary" * (size // 10 + 1))[:size]
+    with running(handler, config) as port, sync_backend.connect("127.0.0.1", port) as client:
+        result = client.sendmail("a@example.org", ["b@example.org"], content)
+        assert result.reply is not None and result.reply.code == 250
+        assert isinstance(result.reply.answers, smtp.Bdat) and result.reply.answers.last
+    assert handler.messages[0][2] == content
