@@ -170,25 +170,11 @@ def start_server(
     return server
 
 
-def serve(
-    handler: object,
-    host: str = "127.0.0.1",
-    port: int = 8025,
-    *,
-    config: smtp.ServerConfig | None = None,
-    limits: SessionLimits | None = None,
-    ssl_context: ssl.SSLContext | None = None,
-    implicit_tls: bool = False,
-    auth: sasl.Verifiers | None = None,
-) -> None:
+def serve(handler: object, host: str = "127.0.0.1", port: int = 8025, **options: Any) -> None:
     """Serve until interrupted (same options as ``start_server``)."""
-    with SmtpServer(
-        (host, port),
-        handler,
-        config or smtp.ServerConfig(),
-        limits or SessionLimits(),
-        ssl_context,
-        implicit_tls,
-        auth,
-    ) as server:
-        server.serve_forever()
+    server = start_server(handler, host, port, **options)
+    try:
+        threading.Event().wait()
+    finally:
+        server.shutdown()
+        server.server_close()
