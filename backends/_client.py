@@ -276,11 +276,13 @@ class ClientDriver:
             yield from self._reset()
             raise DataRefused("DATA was refused", data_reply)
         chunks = [content] if isinstance(content, bytes) else content
+        held = b""  # the last piece goes out with the end: one write fewer
         for chunk in chunks:
             data = conn.send(smtp.MessageChunk(chunk))
-            if data:
-                yield Write(data)
-        yield Write(conn.send(smtp.MessageEnd()))
+            if held:
+                yield Write(held)
+            held = data
+        yield Write(held + conn.send(smtp.MessageEnd()))
         return (yield from self._finish(result))
 
     def _finish(self, result: SendResult) -> Generator[Request, Any, SendResult]:

@@ -129,6 +129,8 @@ def connect(
     plaintext), "opportunistic", or "implicit" (RFC 8314)."""
     config, context, starttls = prepare(tls, ssl_context, config)
     sock = socket.create_connection((host, port), timeout=timeout)
+    # Nagle plus delayed ACK would hold each write for 40 ms.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         if tls == "implicit":
             assert context is not None

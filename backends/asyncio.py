@@ -24,41 +24,53 @@ from ._tls import PLAINTEXT_AFTER_STARTTLS, server_config, tls_info
 __all__ = ["AsyncClient", "connect", "serve", "shutdown", "start_server"]
 
 _READ_SIZE = 65536
-_LIFECYCLES: weakref.WeakKeyDictionary[asyncio.Server, tuple[Lifecycle, asyncio.Future[None]]] = (
+_LIFECYCLES: weakref.WeakKeyDictionary[asyncio.Server, tuple[Lifecycle, set[_Stream]]] = (
     weakref.WeakKeyDictionary()
 )
 
 
 class _Stream:
-    def __init__(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        stopping: asyncio.Future[None] | None = None,
-    ) -> None:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
-        self.stopping = stopping  # done when the server shuts down
+        self._idle: asyncio.Task[Any] | None = None  # the task in an idle read
+        self._expired = False
 
     async def receive(self, timeout: float, idle: bool = False) -> bytes | None:
-        if self.stopping is None or not idle:
-            try:
-                return await asyncio.wait_for(self.reader.read(_READ_SIZE), timeout)
-            except asyncio.TimeoutError:
-                return None
-        # None on a timeout or a shutdown: the driver tells which and replies.
-        read = asyncio.ensure_future(self.reader.read(_READ_SIZE))
-        done, _ = await asyncio.wait(
-            (read, self.stopping), timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-        )
-        if read in done:
-            return read.result()
-        read.cancel()
-        return None
+        # A timer cancels the read, rather than wait_for's task per read:
+        # this runs once per command and once per block of content.
+        task = asyncio.current_task()
+        assert task is not None
+        self._expired = False
+        self._idle = task if idle else None
+        timer = asyncio.get_running_loop().call_later(timeout, self._expire, task)
+        try:
+            return await self.reader.read(_READ_SIZE)
+        except asyncio.CancelledError:
+            if not self._expired:
+                raise
+            uncancel = getattr(task, "uncancel", None)  # Python 3.11+
+            if uncancel is not None:
+                uncancel()
+            return None  # a timeout, or a shutdown: the driver tells which
+        finally:
+            timer.cancel()
+            self._idle = None
+
+    def _expire(self, task: asyncio.Task[Any]) -> None:
+        self._expired = True
+        task.cancel()
+
+    def interrupt(self) -> None:
+        """End an idle read now (a shutdown); a read in a message goes on."""
+        if self._idle is not None:
+            self._expire(self._idle)
 
     async def send(self, data: bytes) -> None:
         self.writer.write(data)
-        await self.writer.drain()  # write flow control: wait for the peer
+        # Write flow control: wait for the peer only when a backlog builds up.
+        if self.writer.transport.get_write_buffer_size() > _READ_SIZE:
+            await self.writer.drain()
 
     async def start_tls(
         self, context: ssl.SSLContext | None, *, server_side: bool, hostname: str | None
@@ -102,7 +114,7 @@ async def start_server(
     effective = server_config(config, ssl_context, implicit_tls)
     session_limits = limits or SessionLimits()
     lifecycle = Lifecycle(session_limits.max_connections)
-    stopping: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    streams: set[_Stream] = set()
 
     async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         ssl_object = writer.get_extra_info("ssl_object")
@@ -112,16 +124,20 @@ async def start_server(
             tls=ssl_object is not None,
             tls_info=tls_info(ssl_object),
         )
-        stream = _Stream(reader, writer, stopping)
-        await serve_stream(
-            stream, session, handler, effective, session_limits, ssl_context, auth, lifecycle
-        )
+        stream = _Stream(reader, writer)
+        streams.add(stream)
+        try:
+            await serve_stream(
+                stream, session, handler, effective, session_limits, ssl_context, auth, lifecycle
+            )
+        finally:
+            streams.discard(stream)
 
     # The stream reader's limit bounds what asyncio buffers for us (back-pressure).
     server = await asyncio.start_server(
         on_connection, host, port, limit=_READ_SIZE, ssl=ssl_context if implicit_tls else None
     )
-    _LIFECYCLES[server] = (lifecycle, stopping)
+    _LIFECYCLES[server] = (lifecycle, streams)
     return server
 
 
@@ -129,10 +145,10 @@ async def shutdown(server: asyncio.Server, timeout: float = 30.0) -> None:
     """Stop accepting; sessions between transactions get 421 4.3.2 and close;
     messages in flight are finished first, for up to ``timeout`` seconds."""
     server.close()
-    lifecycle, stopping = _LIFECYCLES.pop(server)
+    lifecycle, streams = _LIFECYCLES.pop(server)
     lifecycle.stopping = True
-    if not stopping.done():
-        stopping.set_result(None)
+    for stream in list(streams):
+        stream.interrupt()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while lifecycle.active and loop.time() < deadline:

@@ -63,6 +63,8 @@ def handle_connection(
     lifecycle: Lifecycle | None = None,
 ) -> None:
     """Serve one connection until the session ends (the caller closes ``sock``)."""
+    # Replies are whole lines written once each: no reason to wait for more.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     if implicit_tls and ssl_context is not None:
         sock.settimeout(limits.command_timeout)
         sock = ssl_context.wrap_socket(sock, server_side=True)
@@ -102,6 +104,7 @@ class SmtpServer(socketserver.ThreadingTCPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # socketserver's 5 drops SYNs under a burst
 
     def __init__(
         self,
