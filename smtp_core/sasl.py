@@ -29,6 +29,7 @@ import re
 import secrets
 import stringprep
 import unicodedata
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Final, Protocol
 
@@ -373,7 +374,7 @@ class NonceFactory(Protocol):
 # --- base classes --------------------------------------------------------------------
 
 
-class ClientMechanism:
+class ClientMechanism(ABC):
     """The client side of one SASL mechanism.
 
     Drive it from the SMTP client: send ``initial_response()`` with AUTH when
@@ -385,6 +386,7 @@ class ClientMechanism:
     name: ClassVar[str] = ""
     """The mechanism's registered name, as in "AUTH SCRAM-SHA-256"."""
 
+    @abstractmethod
     def initial_response(self) -> bytes | None:
         """The bytes to send with the AUTH command, or None when the mechanism
         has none (LOGIN, CRAM-MD5).
@@ -394,8 +396,9 @@ class ClientMechanism:
         when the AUTH line would be too long) does not call it: ``respond``
         then gives the same bytes. Calling it twice raises SaslError.
         """
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def respond(self, challenge: bytes) -> bytes:
         """The answer to a server challenge (raw bytes, already un-base64ed).
 
@@ -403,16 +406,17 @@ class ClientMechanism:
         reports an error or fails to prove itself, or when no challenge was
         expected now; the exchange is then over.
         """
-        raise NotImplementedError
+        ...
 
     @property
+    @abstractmethod
     def is_complete(self) -> bool:
         """True when this side has sent all it must and verified all it can,
         so that a success reply from the server can be accepted."""
-        raise NotImplementedError
+        ...
 
 
-class ServerMechanism:
+class ServerMechanism(ABC):
     """The server side of one SASL mechanism.
 
     Call ``start`` once with the AUTH command's initial response (None when
@@ -458,11 +462,11 @@ class ServerMechanism:
             self._outcome = step
         return step
 
-    def _start(self, initial_response: bytes | None) -> Step:
-        raise NotImplementedError
+    @abstractmethod
+    def _start(self, initial_response: bytes | None) -> Step: ...
 
-    def _step(self, response: bytes) -> Step:
-        raise NotImplementedError
+    @abstractmethod
+    def _step(self, response: bytes) -> Step: ...
 
 
 # --- one-message client mechanisms: PLAIN, EXTERNAL, XOAUTH2, OAUTHBEARER -----------
@@ -474,8 +478,8 @@ class _OneMessageClient(ClientMechanism):
     def __init__(self) -> None:
         self._sent = False
 
-    def _message(self) -> bytes:
-        raise NotImplementedError
+    @abstractmethod
+    def _message(self) -> bytes: ...
 
     def initial_response(self) -> bytes:
         if self._sent:
@@ -1227,11 +1231,11 @@ class _OAuthServer(ServerMechanism):
         self._state = _OAuthState.ERROR_SENT
         return Step.continue_with(self._error())
 
-    def _parse(self, message: bytes) -> tuple[str, str] | Step:
-        raise NotImplementedError
+    @abstractmethod
+    def _parse(self, message: bytes) -> tuple[str, str] | Step: ...
 
-    def _error(self) -> bytes:
-        raise NotImplementedError
+    @abstractmethod
+    def _error(self) -> bytes: ...
 
 
 class XOAuth2Server(_OAuthServer):
