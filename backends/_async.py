@@ -27,7 +27,7 @@ from ._session import (
     Write,
 )
 
-__all__ = ["AsyncClient", "AsyncStream", "serve_stream"]
+__all__ = ["AsyncClient", "AsyncStream", "open_client", "serve_stream"]
 
 
 class AsyncStream(Protocol):
@@ -179,3 +179,25 @@ class AsyncClient:
             await self.quit()
         else:
             await self.stream.aclose()
+
+
+async def open_client(
+    stream: AsyncStream,
+    host: str,
+    tls: str,
+    context: ssl.SSLContext | None,
+    config: smtp.ClientConfig,
+    starttls: str,
+    timeout: float,
+) -> AsyncClient:
+    """A client on a connected ``stream``: the TLS handshake first for
+    implicit TLS (RFC 8314), then the greeting, EHLO and STARTTLS."""
+    if tls == "implicit":
+        result = await stream.start_tls(context, server_side=False, hostname=host)
+        if isinstance(result, HookFailed):
+            await stream.aclose()
+            raise result.error
+    driver = ClientDriver(config, timeout=timeout, tls=tls == "implicit")
+    client = AsyncClient(stream, driver, host, context)
+    await client.handshake(starttls)
+    return client

@@ -15,8 +15,8 @@ from anyio.streams.tls import TLSAttribute, TLSStream
 import smtp_core as smtp
 from smtp_core import sasl
 
-from ._async import AsyncClient, serve_stream
-from ._client import ClientDriver, prepare
+from ._async import AsyncClient, open_client, serve_stream
+from ._client import prepare
 from ._session import HookFailed, Lifecycle, Session, SessionLimits
 from ._tls import server_config
 
@@ -122,12 +122,4 @@ async def connect(
     config, context, starttls = prepare(tls, ssl_context, config)
     with anyio.fail_after(timeout):
         stream = _Stream(await anyio.connect_tcp(host, port))
-    if tls == "implicit":
-        result = await stream.start_tls(context, server_side=False, hostname=host)
-        if isinstance(result, HookFailed):
-            await stream.aclose()
-            raise result.error
-    driver = ClientDriver(config, timeout=timeout, tls=tls == "implicit")
-    client = AsyncClient(stream, driver, host, context)
-    await client.handshake(starttls)
-    return client
+    return await open_client(stream, host, tls, context, config, starttls, timeout)

@@ -14,8 +14,8 @@ import trio
 import smtp_core as smtp
 from smtp_core import sasl
 
-from ._async import AsyncClient, serve_stream
-from ._client import ClientDriver, prepare
+from ._async import AsyncClient, open_client, serve_stream
+from ._client import prepare
 from ._session import HookFailed, Lifecycle, Session, SessionLimits
 from ._tls import server_config
 
@@ -135,13 +135,4 @@ async def connect(
     config, context, starttls = prepare(tls, ssl_context, config)
     with trio.fail_after(timeout):
         stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
-    adapter = _Stream(stream)
-    if tls == "implicit":
-        result = await adapter.start_tls(context, server_side=False, hostname=host)
-        if isinstance(result, HookFailed):
-            await adapter.aclose()
-            raise result.error
-    driver = ClientDriver(config, timeout=timeout, tls=tls == "implicit")
-    client = AsyncClient(adapter, driver, host, context)
-    await client.handshake(starttls)
-    return client
+    return await open_client(_Stream(stream), host, tls, context, config, starttls, timeout)

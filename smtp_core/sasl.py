@@ -552,7 +552,25 @@ def _token_bytes(mechanism: str, token: str) -> bytes:
     return encoded
 
 
-class XOAuth2(_OneMessageClient):
+class _TokenClient(_OneMessageClient):
+    """XOAUTH2 and OAUTHBEARER: one message; a JSON error challenge is
+    recorded in ``error`` and answered with ``_error_answer``."""
+
+    _payload: bytes
+    _error_answer: bytes = b""
+    error: str | None
+
+    def _message(self) -> bytes:
+        return self._payload
+
+    def _after_message(self, challenge: bytes) -> bytes:
+        if self.error is not None or not challenge:
+            return super()._after_message(challenge)
+        self.error = challenge.decode("utf-8", "replace")
+        return self._error_answer
+
+
+class XOAuth2(_TokenClient):
     """XOAUTH2 (Google's OAuth 2.0 mechanism for IMAP and SMTP).
 
     The message is ``user=USER ^A auth=Bearer TOKEN ^A ^A``. When the token is
@@ -574,17 +592,8 @@ class XOAuth2(_OneMessageClient):
         self.error: str | None = None
         """The server's JSON error, as text, once it has sent one."""
 
-    def _message(self) -> bytes:
-        return self._payload
 
-    def _after_message(self, challenge: bytes) -> bytes:
-        if self.error is not None or not challenge:
-            return super()._after_message(challenge)
-        self.error = challenge.decode("utf-8", "replace")
-        return b""
-
-
-class OAuthBearer(_OneMessageClient):
+class OAuthBearer(_TokenClient):
     """OAUTHBEARER (RFC 7628 section 3.1).
 
     The message is the GS2 header ``n,a=USER,`` (no channel binding), then
@@ -619,14 +628,7 @@ class OAuthBearer(_OneMessageClient):
         self.error: str | None = None
         """The server's JSON error, as text, once it has sent one."""
 
-    def _message(self) -> bytes:
-        return self._payload
-
-    def _after_message(self, challenge: bytes) -> bytes:
-        if self.error is not None or not challenge:
-            return super()._after_message(challenge)
-        self.error = challenge.decode("utf-8", "replace")
-        return b"\x01"
+    _error_answer = b"\x01"
 
 
 # --- LOGIN and CRAM-MD5 clients ----------------------------------------------------
