@@ -79,7 +79,9 @@ class SessionLimits:
     """Octets of a message kept in memory before it is spooled to disk."""
 
 
-@dataclass(frozen=True)
+# Read, Write and Call are made for every step of every session: plain slotted
+# classes (not frozen ones, whose __init__ is several times slower).
+@dataclass(slots=True)
 class Read:
     """Read some bytes; send back bytes (b"" at end of stream), or None when
     ``timeout`` seconds passed with nothing. An ``idle`` read waits for a
@@ -89,14 +91,14 @@ class Read:
     idle: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Write:
     """Write these bytes (waiting until the peer takes them)."""
 
     data: bytes
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Call:
     """Call handler hook ``name`` with ``args`` (awaiting it when it returns
     an awaitable) and send back its result, or ``HookFailed`` if it raised."""
@@ -125,12 +127,39 @@ class HookFailed:
 
 
 Request = Read | Write | Call | StartTls | Close
+_CLOSE = Close()
+_START_TLS = StartTls()
 
 _TEMPORARY_FAILURE = smtp.Reply(451, "local error in processing", "4.3.0")
 _TIMEOUT = smtp.Reply(421, "timeout: closing the connection", "4.4.2")
 _TOO_MANY_ERRORS = smtp.Reply(421, "too many errors: closing the connection", "4.7.0")
 _TOO_MANY_CONNECTIONS = smtp.Reply(421, "too many connections: try again later", "4.7.0")
 _SHUTTING_DOWN = smtp.Reply(421, "shutting down: try again later", "4.3.2")
+_SENDER_OK = smtp.Reply(250, "sender ok")
+_RECIPIENT_OK = smtp.Reply(250, "recipient ok")
+_GO_AHEAD = smtp.Reply(354, "end data with <CR><LF>.<CR><LF>")
+_QUEUED = smtp.Reply(250, "queued")
+_RESET = smtp.Reply(250, "reset")
+_BYE = smtp.Reply(221, "bye")
+_OK = smtp.Reply(250, "ok")
+_CANNOT_VERIFY = smtp.Reply(252, "cannot verify; will accept and try")
+_READY_FOR_TLS = smtp.Reply(220, "ready to start TLS")
+_HELP = smtp.Reply(214, "commands: see RFC 5321")
+_NOT_AVAILABLE = smtp.Reply(502, "command not available", "5.5.1")
+_NO_TRANSACTION = smtp.Reply(554, "no transaction", "5.5.1")
+_HOOKS = (
+    "on_connect",
+    "on_ehlo",
+    "on_mail",
+    "on_rcpt",
+    "on_chunk",
+    "on_message",
+    "on_auth",
+    "on_vrfy",
+    "on_rset",
+    "on_quit",
+    "on_starttls",
+)
 
 
 class Lifecycle:
@@ -182,12 +211,38 @@ class SessionDriver:
         self.mechanism: sasl.ServerMechanism | None = None
         self.config = config
         self.session = session
-        self.limits = limits or SessionLimits()
+        self.limits = limits = limits or SessionLimits()
         self.conn = smtp.ServerConnection(config, tls=session.tls)
         self.envelope: Envelope | None = None
         self.spool: IO[bytes] | None = None
         self.bad_commands = 0
         self.chunk_failed = False
+        # What the handler implements, looked up once rather than per event.
+        self.hooks = frozenset(name for name in _HOOKS if getattr(handler, name, None) is not None)
+        self.streaming = "on_chunk" in self.hooks
+        self._read_command = Read(limits.command_timeout, idle=True)
+        self._read_content = Read(limits.data_block_timeout)
+        self._answers: dict[type, Any] = {
+            smtp.CommandError: self._refused,
+            smtp.Ehlo: self._hello,
+            smtp.Lhlo: self._hello,
+            smtp.Helo: self._hello,
+            smtp.Mail: self._mail,
+            smtp.Rcpt: self._rcpt,
+            smtp.Data: self._data,
+            smtp.Bdat: self._bdat,
+            smtp.MessageEnd: self._deliver,
+            smtp.MessageRefused: self._message_refused,
+            smtp.Rset: self._rset,
+            smtp.Quit: self._quit,
+            smtp.Noop: self._noop,
+            smtp.Vrfy: self._vrfy,
+            smtp.StartTls: self._starttls,
+            smtp.Auth: self._authenticate,
+            smtp.AuthResponse: self._authenticate,
+            smtp.AuthCancel: self._authenticate,
+            smtp.Help: self._help,
+        }
 
     def run(self) -> Steps:
         try:
@@ -197,15 +252,15 @@ class SessionDriver:
                 yield Write(error.reply.to_bytes())
         finally:
             self._drop_message()
-        yield Close()
+        yield _CLOSE
 
     def _hook(self, name: str, *args: Any) -> Generator[Request, Any, smtp.Reply | None]:
-        if getattr(self.handler, name, None) is None:
+        if name not in self.hooks:
             return None
         result = yield Call(name, args)
-        if isinstance(result, HookFailed) or not isinstance(result, (smtp.Reply, type(None))):
-            return _TEMPORARY_FAILURE
-        return result
+        if result is None or isinstance(result, smtp.Reply):
+            return result
+        return _TEMPORARY_FAILURE  # HookFailed, or not a Reply
 
     def _send(self, reply: smtp.Reply) -> Steps:
         yield Write(self.conn.send(reply))
@@ -244,114 +299,127 @@ class SessionDriver:
             self.session.proxy = header
         greeting = yield from self._hook("on_connect", self.session)
         yield from self._send(greeting or conn.greeting())
-        while conn.state is not smtp.State.CLOSED:
-            event = conn.next_event()
-            if event is smtp.NEED_DATA:
-                in_message = conn.state in (smtp.State.IN_MESSAGE, smtp.State.IN_CHUNKING)
+        answers = self._answers
+        next_event = conn.next_event
+        closed = smtp.State.CLOSED
+        in_content = (smtp.State.IN_MESSAGE, smtp.State.IN_CHUNKING)
+        while conn.state is not closed:
+            event = next_event()
+            kind = type(event)
+            if kind is smtp.MessageChunk and not self.streaming:
+                if self.spool is None:
+                    self.spool = self._new_spool()
+                self.spool.write(event.data)  # type: ignore[union-attr]
+            elif event is smtp.NEED_DATA:
+                in_message = conn.state in in_content
                 stopping = lifecycle is not None and lifecycle.stopping
                 if stopping and not in_message:
                     # Graceful shutdown: between transactions, say so and go.
                     yield from self._send(_SHUTTING_DOWN)
                     return
-                if in_message:
-                    data = yield Read(limits.data_block_timeout)
-                else:
-                    data = yield Read(limits.command_timeout, idle=True)
+                data = yield self._read_content if in_message else self._read_command
                 if data is None:
                     self._drop_message()
                     stopped = lifecycle is not None and lifecycle.stopping
                     yield from self._send(_SHUTTING_DOWN if stopped else _TIMEOUT)
                     return
                 conn.receive_data(data)
-            elif isinstance(event, smtp.ConnectionClosed):
+            elif kind is smtp.ConnectionClosed:
                 return  # a message cut short is never delivered
-            else:
-                yield from self._answer(event)
-
-    def _answer(self, event: object) -> Steps:
-        session = self.session
-        if isinstance(event, smtp.CommandError):
-            self.mechanism = None  # a refused SASL response ends the exchange
-            self.bad_commands += 1
-            if self.bad_commands > self.limits.max_bad_commands:
-                yield from self._send(_TOO_MANY_ERRORS)
-                return
-            yield from self._send(event.reply)
-        elif isinstance(event, (smtp.Ehlo, smtp.Lhlo, smtp.Helo)):
-            session.hello_name = event.domain
-            self.envelope = None
-            self._drop_message()
-            reply = yield from self._hook("on_ehlo", session, event)
-            yield from self._send(reply or self.conn.ehlo_reply())
-        elif isinstance(event, smtp.Mail):
-            reply = yield from self._hook("on_mail", session, event)
-            reply = reply or smtp.Reply(250, "sender ok")
-            if reply.is_positive:
-                self.envelope = Envelope(event)
-            yield from self._send(reply)
-        elif isinstance(event, smtp.Rcpt):
-            reply = yield from self._hook("on_rcpt", session, self.envelope, event)
-            reply = reply or smtp.Reply(250, "recipient ok")
-            if reply.is_positive and self.envelope is not None:
-                self.envelope.recipients.append(event)
-            yield from self._send(reply)
-        elif isinstance(event, smtp.Data):
-            if getattr(self.handler, "on_chunk", None) is None:
-                self.spool = self._new_spool()
-            yield from self._send(smtp.Reply(354, "end data with <CR><LF>.<CR><LF>"))
-        elif isinstance(event, smtp.MessageChunk):
-            if getattr(self.handler, "on_chunk", None) is not None:
+            elif kind is smtp.MessageChunk:
                 # Streaming: the application takes the content as it comes.
-                outcome = yield Call("on_chunk", (session, self.envelope, event.data))
+                outcome = yield Call("on_chunk", (self.session, self.envelope, event.data))  # type: ignore[union-attr]
                 if isinstance(outcome, HookFailed):
                     self.chunk_failed = True
-                return
-            if self.spool is None:
-                self.spool = self._new_spool()
-            self.spool.write(event.data)
-        elif isinstance(event, smtp.Bdat) and not event.last:
-            yield from self._send(smtp.Reply(250, f"{event.size} octets received"))
-        elif isinstance(event, (smtp.MessageEnd, smtp.Bdat)):
-            yield from self._deliver()
-        elif isinstance(event, smtp.MessageRefused):
-            self._drop_message()
-            self.envelope = None
-            yield from self._send(event.reply)
-        elif isinstance(event, smtp.Rset):
-            self._drop_message()
-            self.envelope = None
-            reply = yield from self._hook("on_rset", session)
-            yield from self._send(reply or smtp.Reply(250, "reset"))
-        elif isinstance(event, smtp.Quit):
-            reply = yield from self._hook("on_quit", session)
-            yield from self._send(reply or smtp.Reply(221, "bye"))
-        elif isinstance(event, smtp.Noop):
-            yield from self._send(smtp.Reply(250, "ok"))
-        elif isinstance(event, smtp.Vrfy):
-            # RFC 5321 3.5.3: 252 when the server will not verify.
-            reply = yield from self._hook("on_vrfy", session, event)
-            yield from self._send(reply or smtp.Reply(252, "cannot verify; will accept and try"))
-        elif isinstance(event, smtp.StartTls):
-            reply = yield from self._hook("on_starttls", session)
-            yield from self._send(reply or smtp.Reply(220, "ready to start TLS"))
-            if self.conn.state is smtp.State.TLS_HANDSHAKE:
-                outcome = yield StartTls()
-                if isinstance(outcome, HookFailed):
-                    raise smtp.RemoteProtocolError(f"TLS handshake failed: {outcome.error}")
-                # RFC 3207 4.2: everything learnt before the handshake is gone.
-                self.conn.tls_started()
-                session.tls = True
-                session.tls_info = dict(outcome or {})
-                session.hello_name = None
-                self.envelope = None
-        elif isinstance(event, (smtp.Auth, smtp.AuthResponse, smtp.AuthCancel)):
-            yield from self._authenticate(event)
-        elif isinstance(event, smtp.Help):
-            yield from self._send(smtp.Reply(214, "commands: see RFC 5321"))
+            else:
+                answer = answers.get(kind, self._not_available)
+                yield from answer(event)
+
+    def _refused(self, event: smtp.CommandError) -> Steps:
+        self.mechanism = None  # a refused SASL response ends the exchange
+        self.bad_commands += 1
+        if self.bad_commands > self.limits.max_bad_commands:
+            yield from self._send(_TOO_MANY_ERRORS)
+            return
+        yield Write(self.conn.send(event.reply))
+
+    def _hello(self, event: smtp.Ehlo | smtp.Lhlo | smtp.Helo) -> Steps:
+        self.session.hello_name = event.domain
+        self.envelope = None
+        self._drop_message()
+        reply = yield from self._hook("on_ehlo", self.session, event)
+        yield Write(self.conn.send(reply or self.conn.ehlo_reply()))
+
+    def _mail(self, event: smtp.Mail) -> Steps:
+        reply = yield from self._hook("on_mail", self.session, event)
+        reply = reply or _SENDER_OK
+        if reply.code < 300:
+            self.envelope = Envelope(event)
+        yield Write(self.conn.send(reply))
+
+    def _rcpt(self, event: smtp.Rcpt) -> Steps:
+        reply = yield from self._hook("on_rcpt", self.session, self.envelope, event)
+        reply = reply or _RECIPIENT_OK
+        if reply.code < 300 and self.envelope is not None:
+            self.envelope.recipients.append(event)
+        yield Write(self.conn.send(reply))
+
+    def _data(self, event: smtp.Data) -> Steps:
+        if not self.streaming:
+            self.spool = self._new_spool()
+        yield Write(self.conn.send(_GO_AHEAD))
+
+    def _bdat(self, event: smtp.Bdat) -> Steps:
+        if event.last:
+            yield from self._deliver(event)
         else:
-            # EXPN, and XCLIENT/XFORWARD, which this driver does not take
-            # on behalf of applications yet: say so rather than pretend.
-            yield from self._send(smtp.Reply(502, "command not available", "5.5.1"))
+            yield Write(self.conn.send(smtp.Reply(250, f"{event.size} octets received")))
+
+    def _message_refused(self, event: smtp.MessageRefused) -> Steps:
+        self._drop_message()
+        self.envelope = None
+        yield Write(self.conn.send(event.reply))
+
+    def _rset(self, event: smtp.Rset) -> Steps:
+        self._drop_message()
+        self.envelope = None
+        reply = yield from self._hook("on_rset", self.session)
+        yield Write(self.conn.send(reply or _RESET))
+
+    def _quit(self, event: smtp.Quit) -> Steps:
+        reply = yield from self._hook("on_quit", self.session)
+        yield Write(self.conn.send(reply or _BYE))
+
+    def _noop(self, event: smtp.Noop) -> Steps:
+        yield Write(self.conn.send(_OK))
+
+    def _vrfy(self, event: smtp.Vrfy) -> Steps:
+        # RFC 5321 3.5.3: 252 when the server will not verify.
+        reply = yield from self._hook("on_vrfy", self.session, event)
+        yield Write(self.conn.send(reply or _CANNOT_VERIFY))
+
+    def _help(self, event: smtp.Help) -> Steps:
+        yield Write(self.conn.send(_HELP))
+
+    def _not_available(self, event: object) -> Steps:
+        # EXPN, and XCLIENT/XFORWARD, which this driver does not take
+        # on behalf of applications yet: say so rather than pretend.
+        yield Write(self.conn.send(_NOT_AVAILABLE))
+
+    def _starttls(self, event: smtp.StartTls) -> Steps:
+        session = self.session
+        reply = yield from self._hook("on_starttls", session)
+        yield Write(self.conn.send(reply or _READY_FOR_TLS))
+        if self.conn.state is smtp.State.TLS_HANDSHAKE:
+            outcome = yield _START_TLS
+            if isinstance(outcome, HookFailed):
+                raise smtp.RemoteProtocolError(f"TLS handshake failed: {outcome.error}")
+            # RFC 3207 4.2: everything learnt before the handshake is gone.
+            self.conn.tls_started()
+            session.tls = True
+            session.tls_info = dict(outcome or {})
+            session.hello_name = None
+            self.envelope = None
 
     def _authenticate(self, event: smtp.Auth | smtp.AuthResponse | smtp.AuthCancel) -> Steps:
         """RFC 4954: run the SASL exchange with smtp_core.sasl's mechanisms."""
@@ -386,13 +454,12 @@ class SessionDriver:
         else:
             yield from self._send(smtp.Reply(535, "authentication credentials invalid", "5.7.8"))
 
-    def _deliver(self) -> Steps:
+    def _deliver(self, event: smtp.MessageEnd | smtp.Bdat) -> Steps:
         envelope, spool = self.envelope, self.spool
         self.envelope = None
         failed, self.chunk_failed = self.chunk_failed, False
-        streaming = getattr(self.handler, "on_chunk", None) is not None
-        if envelope is None or (spool is None and not streaming):
-            yield from self._send(smtp.Reply(554, "no transaction", "5.5.1"))
+        if envelope is None or (spool is None and not self.streaming):
+            yield from self._send(_NO_TRANSACTION)
             return
         if failed:
             yield from self._send(_TEMPORARY_FAILURE)
@@ -402,7 +469,8 @@ class SessionDriver:
         # With on_chunk the body went there already and on_message gets None.
         reply = yield from self._hook("on_message", self.session, envelope, spool)
         self._drop_message()
-        reply = reply or smtp.Reply(250, "queued")
+        reply = reply or _QUEUED
         # LMTP (RFC 2033 4.2): one reply per accepted recipient.
-        for _ in range(len(envelope.recipients) if self.config.lmtp else 1):
-            yield from self._send(reply)
+        send = self.conn.send
+        count = len(envelope.recipients) if self.config.lmtp else 1
+        yield Write(b"".join([send(reply) for _ in range(count)]))

@@ -320,7 +320,8 @@ class ServerConnection(_Connection):
 
     def next_event(self) -> Event | Sentinel:
         """The next thing the client said, or NEED_DATA, or PAUSED."""
-        self._check_usable()
+        if self._error is not None:
+            raise self._error
         if self._proxy is not None:
             return self._next_proxy(self._proxy)
         state = self._session.state
@@ -433,53 +434,53 @@ class ServerConnection(_Connection):
 
     def send(self, event: Event) -> bytes:
         """The bytes for a reply (or ``ConnectionClosed()``: b"", and CLOSED)."""
-        self._check_usable()
+        if self._error is not None:
+            raise self._error
         session = self._session
-        if isinstance(event, ConnectionClosed):
-            session.state = State.CLOSED
-            return b""
-        if not isinstance(event, Reply):
-            raise LocalProtocolError(f"a server sends Reply events, not {event!r}")
-        if self._proxy is not None and event.code != 421:
+        if type(event) is not Reply:
+            if isinstance(event, ConnectionClosed):
+                session.state = State.CLOSED
+                return b""
+            if not isinstance(event, Reply):
+                raise LocalProtocolError(f"a server sends Reply events, not {event!r}")
+        reply = event
+        code = reply.code
+        if self._proxy is not None and code != 421:
             raise LocalProtocolError("read the PROXY header (next_event) before greeting")
         if session.state is State.CLOSED:
             raise LocalProtocolError("the connection is closed")
         owed = self._owed
-        reply = event
-        if owed is None and reply.code != 421:
+        if owed is None and code != 421:
             raise LocalProtocolError(
                 f"no command awaits a reply in state {session.state.name} "
                 f"(only 421 may be sent unasked), got {reply!r}"
             )
-        refused = isinstance(owed, CommandError) or self._owed_refusal
-        if owed is not None and reply.code != 421:
+        refused = type(owed) is CommandError or self._owed_refusal
+        if owed is not None and code != 421:
             if refused:
-                if reply.code < 400:
+                if code < 400:
                     what = owed.reply if isinstance(owed, CommandError) else "the message"
                     raise LocalProtocolError(
                         f"the engine refused this ({what!r}): it must be answered "
-                        f"4yz or 5yz, not {reply.code}"
+                        f"4yz or 5yz, not {code}"
                     )
             else:
                 assert not isinstance(owed, CommandError)
                 fault = session.reply_fault(owed, reply)
                 if fault is not None:
                     raise LocalProtocolError(fault)
-        if isinstance(owed, CommandError) or owed is None:
+        if type(owed) is CommandError or owed is None:
             answered: Answered | None = self._owed_command
         else:
-            answered = owed
-        enhanced = session.default_enhanced(answered or MessageEnd(), reply)
-        if enhanced is not None:
-            reply = Reply(reply.code, reply.lines, enhanced)
-        data = _write_checked(reply)
-        if reply.code == 421:
+            answered = owed  # type: ignore[assignment]
+        data = _wire(reply, session.default_enhanced(answered or _MESSAGE_END, reply))
+        if code == 421:
             session.state = State.CLOSED
         else:
             self._owed_left -= 1
             if self._owed_left > 0:
                 return data  # LMTP: more per-recipient replies are owed
-            if answered is not None and (not isinstance(owed, CommandError) or self._owed_command):
+            if answered is not None and (type(owed) is not CommandError or self._owed_command):
                 session.apply(answered, reply)
         self._owed = None
         self._owed_command = None
@@ -499,6 +500,28 @@ class ServerConnection(_Connection):
         if state is State.TLS_HANDSHAKE and self._buffer:
             self._start_tls()  # raises: commands were pipelined after STARTTLS
         return data
+
+
+# The wire form of recent replies: most servers send the same few replies
+# over and over, and Reply is immutable. Cleared when full, so replies that
+# are all different ("queued as <id>") cost one lookup and never pile up.
+_WIRE_CACHE: dict[tuple[Reply, str | None], bytes] = {}
+_WIRE_CACHE_SIZE = 256
+_MESSAGE_END = MessageEnd()
+
+
+def _wire(reply: Reply, enhanced: str | None) -> bytes:
+    """The bytes for ``reply``, with the default ``enhanced`` code if any."""
+    key = (reply, enhanced)
+    data = _WIRE_CACHE.get(key)
+    if data is None:
+        if enhanced is not None:
+            reply = _trusted(Reply, reply.code, reply.lines, enhanced, None)
+        data = _write_checked(reply)
+        if len(_WIRE_CACHE) >= _WIRE_CACHE_SIZE:
+            _WIRE_CACHE.clear()
+        _WIRE_CACHE[key] = data
+    return data
 
 
 def _write_checked(reply: Reply) -> bytes:

@@ -10,24 +10,44 @@
 # same whether the line came in one read or one byte at a time.
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 __all__ = ["Line", "ReceiveBuffer", "TooLong"]
 
 
-@dataclass(frozen=True, slots=True)
 class Line:
-    """A complete line without its ending; ``crlf`` is False for a bare LF."""
+    """A complete line without its ending; ``crlf`` is False for a bare LF.
 
-    data: bytes
-    crlf: bool
+    Made once per command line: a plain slotted class, treated as immutable."""
+
+    __slots__ = ("crlf", "data")
+
+    def __init__(self, data: bytes, crlf: bool) -> None:
+        self.data = data
+        self.crlf = crlf
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is Line and (self.data, self.crlf) == (other.data, other.crlf)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Line({self.data!r}, crlf={self.crlf})"
 
 
-@dataclass(frozen=True, slots=True)
 class TooLong:
     """A line that exceeded the limit; ``head`` is its first ``limit`` octets."""
 
-    head: bytes
+    __slots__ = ("head",)
+
+    def __init__(self, head: bytes) -> None:
+        self.head = head
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is TooLong and self.head == other.head
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"TooLong({self.head!r})"
 
 
 class ReceiveBuffer:

@@ -243,7 +243,15 @@ GROUP_ENDERS: frozenset[type] = frozenset(
 
 # The enhanced code the engine adds to a positive reply that has none
 # (RFC 3463 section 3.2: X.1.0 concerns the sender, X.1.5 the recipient).
-_DEFAULT_SUBJECT: dict[type, str] = {Mail: "1.0", Rcpt: "1.5", Auth: "7.0", AuthResponse: "7.0"}
+_DEFAULT_SUCCESS: dict[type, str] = {
+    Mail: "2.1.0",
+    Rcpt: "2.1.5",
+    Auth: "2.7.0",
+    AuthResponse: "2.7.0",
+}
+# The greeting and the replies to EHLO, HELO and LHLO carry none (RFC 2034
+# section 3); XCLIENT's answer is a new greeting.
+_NO_DEFAULT_ENHANCED = frozenset({Greeting, Ehlo, Helo, Lhlo, Xclient})
 
 # Replies whose meaning has one enhanced code (RFC 4954 section 6, RFC 3207).
 _DEFAULT_BY_CODE: dict[int, str] = {
@@ -316,57 +324,62 @@ class Session:
         if reply.code == 421:
             return None
         kind = reply.code // 100
-        entry = self.entry(type(command))
-        name = _name(command)
-        if isinstance(entry, Step):
+        entry = TABLE[self.state].get(type(command))
+        if type(entry) is Step:
             if kind == 3 and entry.on_intermediate is not None:
                 return None
-            if kind == entry.success_class or kind in (4, 5):
-                if isinstance(command, Quit) and reply.code != 221 and kind == 2:
+            if kind == entry.success_class or kind == 4 or kind == 5:
+                if kind == 2 and reply.code != 221 and type(command) is Quit:
                     return f"QUIT must be answered 221, not {reply.code} (RFC 5321 4.1.1.10)"
                 return None
             expected = (
                 f"{entry.success_class}yz, 4yz or 5yz" if entry.success_class else "4yz or 5yz"
             )
-            return f"{name} must be answered {expected}, not {reply.code} (RFC 5321 4.3.2)"
-        if kind in (4, 5):
+            return (
+                f"{_name(command)} must be answered {expected}, not {reply.code} (RFC 5321 4.3.2)"
+            )
+        if kind == 4 or kind == 5:
             return None
-        return f"{name} cannot be accepted in state {self.state.name}, yet got {reply.code}"
+        return (
+            f"{_name(command)} cannot be accepted in state {self.state.name}, yet got {reply.code}"
+        )
 
     def apply(self, command: Answered, reply: Reply) -> None:
         """Move to where ``reply`` answering ``command`` leads."""
-        if reply.code == 421:
+        code = reply.code
+        if code == 421:
             # RFC 5321 3.8: 421 answers anything and the connection ends.
             self.state = State.CLOSED
             return
-        entry = self.entry(type(command))
-        if not isinstance(entry, Step):
+        command_type = type(command)
+        entry = TABLE[self.state].get(command_type)
+        if type(entry) is not Step:
             return
-        kind = reply.code // 100
+        kind = code // 100
         accepted = kind == entry.success_class
         if kind == 3 and entry.on_intermediate is not None:
             target: State | None = entry.on_intermediate
         else:
             target = entry.on_success if accepted else entry.on_failure
         if accepted:
-            if isinstance(command, (Ehlo, Lhlo)):
+            if command_type is Mail:
+                self.mail = command  # type: ignore[assignment]
+            elif command_type is Rcpt:
+                self.recipients += (command,)  # type: ignore[operator]
+            elif command_type is Ehlo or command_type is Lhlo:
                 self.extensions = Extensions.from_lines(reply.lines[1:])
-            elif isinstance(command, Helo):
+            elif command_type is Helo:
                 self.extensions = Extensions()
-            elif isinstance(command, Mail):
-                self.mail = command
-            elif isinstance(command, Rcpt):
-                self.recipients += (command,)
-            elif isinstance(command, (Auth, AuthResponse)):
+            elif command_type is Auth or command_type is AuthResponse:
                 self.authenticated = True
-            elif isinstance(command, Xclient):
+            elif command_type is Xclient:
                 # The session starts over as if the real client had connected.
                 self.extensions = None
                 self.authenticated = False
-        if isinstance(command, Bdat) and command.last:
+        if command_type is Bdat and command.last:  # type: ignore[union-attr]
             target = State.GREETED  # RFC 3030 section 2: LAST ends the transaction
         if target is not None:
-            if target in (State.GREETED, State.READY):
+            if target is State.GREETED or target is State.READY:
                 self.mail = None
                 self.recipients = ()
             self.state = target
@@ -377,17 +390,19 @@ class Session:
         RFC 2034 section 3: once ENHANCEDSTATUSCODES is in force every reply
         carries one, except the greeting and the replies to EHLO and HELO.
         """
+        extensions = self.extensions
+        code = reply.code
         if (
             reply.enhanced is not None
-            or self.extensions is None
-            or not self.extensions.enhanced_status_codes
-            or isinstance(command, (Greeting, Ehlo, Helo, Lhlo, Xclient))
-            or 300 <= reply.code < 400
+            or extensions is None
+            or not extensions.enhanced_status_codes
+            or 300 <= code < 400
+            or type(command) in _NO_DEFAULT_ENHANCED
         ):
             return None
-        if reply.code < 300:
-            return "2." + _DEFAULT_SUBJECT.get(type(command), "0.0")
-        return _DEFAULT_BY_CODE.get(reply.code, f"{reply.code // 100}.0.0")
+        if code < 300:
+            return _DEFAULT_SUCCESS.get(type(command), "2.0.0")
+        return _DEFAULT_BY_CODE.get(code, f"{code // 100}.0.0")
 
 
 def _name(command: Answered) -> str:
@@ -458,7 +473,8 @@ class Policy:
 
 
 _CLIENT_POLICY = Policy()
-_NEEDS_TLS = (Mail, Rcpt, Data, Bdat, Auth)
+_NO_EXTENSIONS = Extensions()
+_NEEDS_TLS = frozenset({Mail, Rcpt, Data, Bdat, Auth})
 _PLAINTEXT_MECHANISMS = frozenset({"PLAIN", "LOGIN"})
 
 
@@ -471,18 +487,28 @@ def check_command(command: Command, session: Session, policy: Policy) -> Refusal
     """
     kind = type(command)
     # RFC 2033 section 4.1: LMTP has LHLO and no HELO or EHLO.
-    if session.lmtp and kind in (Ehlo, Helo):
-        return Refusal(500, "5.5.1", "this is LMTP: use LHLO (RFC 2033)")
-    if not session.lmtp and kind is Lhlo:
+    if session.lmtp:
+        if kind is Ehlo or kind is Helo:
+            return Refusal(500, "5.5.1", "this is LMTP: use LHLO (RFC 2033)")
+    elif kind is Lhlo:
         return Refusal(500, "5.5.1", "command not recognized")
-    entry = session.entry(kind)
+    entry = TABLE[session.state].get(kind)
     if entry is None:
         return Refusal(503, "5.5.1", f"{_name(command)} not allowed in state {session.state.name}")
-    if isinstance(entry, Refusal):
+    if type(entry) is Refusal:
         return entry
     if policy.require_tls and not session.tls and kind in _NEEDS_TLS:
         return Refusal(530, "5.7.0", "must issue a STARTTLS command first")
-    extensions = session.extensions or Extensions()
+    extensions = session.extensions or _NO_EXTENSIONS
+    if kind is Data:
+        mail = session.mail
+        if (
+            mail is not None
+            and mail.params.body is not None
+            and mail.params.body.value == "BINARYMIME"
+        ):
+            return Refusal(503, "5.5.1", "BODY=BINARYMIME needs BDAT (RFC 3030 section 3)")
+        return None
     if isinstance(command, StartTls):
         if session.tls:
             return Refusal(554, "5.5.1", "TLS is already active")
@@ -506,17 +532,8 @@ def check_command(command: Command, session: Session, policy: Policy) -> Refusal
         for name, _ in command.attributes:
             if name not in offered:
                 return Refusal(501, "5.5.4", f"{keyword} attribute {name} not supported")
-    elif isinstance(command, Bdat):
-        if not extensions.chunking:
-            return Refusal(502, "5.5.1", "BDAT not offered (no CHUNKING)")
-    elif isinstance(command, Data):
-        mail = session.mail
-        if (
-            mail is not None
-            and mail.params.body is not None
-            and mail.params.body.value == "BINARYMIME"
-        ):
-            return Refusal(503, "5.5.1", "BODY=BINARYMIME needs BDAT (RFC 3030 section 3)")
+    elif isinstance(command, Bdat) and not extensions.chunking:
+        return Refusal(502, "5.5.1", "BDAT not offered (no CHUNKING)")
     if isinstance(command, Mail):
         params = command.params
         for keyword in params.keywords():
