@@ -1,4 +1,5 @@
-"""The asyncio backend: SMTP servers and clients on asyncio streams.
+"""The asyncio backend: SMTP servers on an asyncio Protocol, clients on
+asyncio streams.
 
 It only moves bytes and awaits: every decision is the shared drivers'
 (``backends._session``, ``backends._client``) and every protocol rule the
@@ -16,55 +17,90 @@ from typing import Any
 import smtp_core as smtp
 from smtp_core import sasl
 
-from ._async import AsyncClient, serve_stream
+from ._async import AsyncClient
+from ._asyncio_protocol import Connection, Server
 from ._client import ClientDriver, prepare
-from ._session import HookFailed, Lifecycle, Session, SessionLimits
+from ._session import HookFailed, SessionLimits
 from ._tls import PLAINTEXT_AFTER_STARTTLS, server_config, tls_info
 
 __all__ = ["AsyncClient", "connect", "serve", "shutdown", "start_server"]
 
 _READ_SIZE = 65536
-_LIFECYCLES: weakref.WeakKeyDictionary[asyncio.Server, tuple[Lifecycle, set[_Stream]]] = (
-    weakref.WeakKeyDictionary()
-)
+_SERVERS: weakref.WeakKeyDictionary[asyncio.Server, Server] = weakref.WeakKeyDictionary()
+
+
+async def start_server(
+    handler: object,
+    host: str = "127.0.0.1",
+    port: int = 8025,
+    *,
+    config: smtp.ServerConfig | None = None,
+    limits: SessionLimits | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    implicit_tls: bool = False,
+    auth: sasl.Verifiers | None = None,
+) -> asyncio.Server:
+    """Start listening; returns the ``asyncio.Server`` (stop it with ``shutdown``).
+
+    With ``ssl_context`` the server offers STARTTLS, or with ``implicit_tls``
+    speaks TLS from the first byte (RFC 8314); ``auth`` enables AUTH."""
+    effective = server_config(config, ssl_context, implicit_tls)
+    shared = Server(handler, effective, limits or SessionLimits(), ssl_context, auth)
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        lambda: Connection(shared),
+        host,
+        port,
+        ssl=ssl_context if implicit_tls else None,
+        backlog=1024,
+    )
+    _SERVERS[server] = shared
+    return server
+
+
+async def shutdown(server: asyncio.Server, timeout: float = 30.0) -> None:
+    """Stop accepting; sessions between transactions get 421 4.3.2 and close;
+    messages in flight are finished first, for up to ``timeout`` seconds,
+    after which the connections left are cut."""
+    server.close()
+    shared = _SERVERS.pop(server, None)
+    if shared is None:
+        return
+    shared.lifecycle.stopping = True
+    for connection in list(shared.connections):
+        connection.interrupt()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while shared.connections and loop.time() < deadline:
+        await asyncio.sleep(0.01)
+    for connection in list(shared.connections):
+        connection.transport.abort()
+    await asyncio.sleep(0)  # let connection_lost run
+
+
+async def serve(handler: object, host: str = "127.0.0.1", port: int = 8025, **options: Any) -> None:
+    """Serve until cancelled (same options as ``start_server``)."""
+    server = await start_server(handler, host, port, **options)
+    try:
+        await server.serve_forever()
+    except asyncio.CancelledError:
+        # Ctrl-C or a cancelled task: let open sessions hear 421 and finish.
+        await asyncio.shield(shutdown(server, timeout=10.0))
+        raise
 
 
 class _Stream:
+    """The client's stream (see ``backends._async.AsyncStream``)."""
+
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
-        self._idle: asyncio.Task[Any] | None = None  # the task in an idle read
-        self._expired = False
 
     async def receive(self, timeout: float, idle: bool = False) -> bytes | None:
-        # A timer cancels the read, rather than wait_for's task per read:
-        # this runs once per command and once per block of content.
-        task = asyncio.current_task()
-        assert task is not None
-        self._expired = False
-        self._idle = task if idle else None
-        timer = asyncio.get_running_loop().call_later(timeout, self._expire, task)
         try:
-            return await self.reader.read(_READ_SIZE)
-        except asyncio.CancelledError:
-            if not self._expired:
-                raise
-            uncancel = getattr(task, "uncancel", None)  # Python 3.11+
-            if uncancel is not None:
-                uncancel()
-            return None  # a timeout, or a shutdown: the driver tells which
-        finally:
-            timer.cancel()
-            self._idle = None
-
-    def _expire(self, task: asyncio.Task[Any]) -> None:
-        self._expired = True
-        task.cancel()
-
-    def interrupt(self) -> None:
-        """End an idle read now (a shutdown); a read in a message goes on."""
-        if self._idle is not None:
-            self._expire(self._idle)
+            return await asyncio.wait_for(self.reader.read(_READ_SIZE), timeout)
+        except asyncio.TimeoutError:
+            return None
 
     async def send(self, data: bytes) -> None:
         self.writer.write(data)
@@ -94,76 +130,6 @@ class _Stream:
         self.writer.close()
         with contextlib.suppress(ConnectionError, OSError):
             await self.writer.wait_closed()
-
-
-async def start_server(
-    handler: object,
-    host: str = "127.0.0.1",
-    port: int = 8025,
-    *,
-    config: smtp.ServerConfig | None = None,
-    limits: SessionLimits | None = None,
-    ssl_context: ssl.SSLContext | None = None,
-    implicit_tls: bool = False,
-    auth: sasl.Verifiers | None = None,
-) -> asyncio.Server:
-    """Start listening; returns the ``asyncio.Server`` (use it to close).
-
-    With ``ssl_context`` the server offers STARTTLS, or with ``implicit_tls``
-    speaks TLS from the first byte (RFC 8314); ``auth`` enables AUTH."""
-    effective = server_config(config, ssl_context, implicit_tls)
-    session_limits = limits or SessionLimits()
-    lifecycle = Lifecycle(session_limits.max_connections)
-    streams: set[_Stream] = set()
-
-    async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        ssl_object = writer.get_extra_info("ssl_object")
-        session = Session(
-            peer=writer.get_extra_info("peername"),
-            local=writer.get_extra_info("sockname"),
-            tls=ssl_object is not None,
-            tls_info=tls_info(ssl_object),
-        )
-        stream = _Stream(reader, writer)
-        streams.add(stream)
-        try:
-            await serve_stream(
-                stream, session, handler, effective, session_limits, ssl_context, auth, lifecycle
-            )
-        finally:
-            streams.discard(stream)
-
-    # The stream reader's limit bounds what asyncio buffers for us (back-pressure).
-    server = await asyncio.start_server(
-        on_connection, host, port, limit=_READ_SIZE, ssl=ssl_context if implicit_tls else None
-    )
-    _LIFECYCLES[server] = (lifecycle, streams)
-    return server
-
-
-async def shutdown(server: asyncio.Server, timeout: float = 30.0) -> None:
-    """Stop accepting; sessions between transactions get 421 4.3.2 and close;
-    messages in flight are finished first, for up to ``timeout`` seconds."""
-    server.close()
-    lifecycle, streams = _LIFECYCLES.pop(server)
-    lifecycle.stopping = True
-    for stream in list(streams):
-        stream.interrupt()
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while lifecycle.active and loop.time() < deadline:
-        await asyncio.sleep(0.01)
-
-
-async def serve(handler: object, host: str = "127.0.0.1", port: int = 8025, **options: Any) -> None:
-    """Serve until cancelled (same options as ``start_server``)."""
-    server = await start_server(handler, host, port, **options)
-    try:
-        await server.serve_forever()
-    except asyncio.CancelledError:
-        # Ctrl-C or a cancelled task: let open sessions hear 421 and finish.
-        await asyncio.shield(shutdown(server, timeout=10.0))
-        raise
 
 
 async def connect(

@@ -48,19 +48,10 @@ def asyncio_server(handler: object, **options: Any) -> Iterator[int]:
     try:
         yield int(server.sockets[0].getsockname()[1])
     finally:
-        asyncio.run_coroutine_threadsafe(_cancel_all(server), loop).result(10)
+        asyncio.run_coroutine_threadsafe(asyncio_backend.shutdown(server, 1.0), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         loop.close()
-
-
-async def _cancel_all(server: asyncio.Server) -> None:
-    server.close()
-    current = asyncio.current_task()
-    tasks = [task for task in asyncio.all_tasks() if task is not current]
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 @contextmanager

@@ -34,19 +34,10 @@ def running(
     try:
         yield int(server.sockets[0].getsockname()[1])
     finally:
-        asyncio.run_coroutine_threadsafe(_shutdown(server), loop).result(10)
+        asyncio.run_coroutine_threadsafe(asyncio_backend.shutdown(server, 1.0), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         loop.close()
-
-
-async def _shutdown(server: asyncio.Server) -> None:
-    server.close()
-    current = asyncio.current_task()
-    tasks = [task for task in asyncio.all_tasks() if task is not current]
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def message(body: str = "Hello.\n.leading dot\n") -> EmailMessage:

@@ -1,0 +1,249 @@
+# The asyncio server's connection: an asyncio Protocol that runs the shared
+# session driver (backends._session) from asyncio's callbacks, without a task
+# or a stream per connection. It moves bytes, runs hooks and keeps time; every
+# decision is the driver's and every protocol rule the engine's.
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import socket
+import ssl
+from collections.abc import Awaitable, Generator
+from typing import Any
+
+import smtp_core as smtp
+from smtp_core import sasl
+
+from ._session import (
+    Call,
+    Close,
+    HookFailed,
+    Lifecycle,
+    Read,
+    Request,
+    Session,
+    SessionDriver,
+    SessionLimits,
+    StartTls,
+    Write,
+)
+from ._tls import PLAINTEXT_AFTER_STARTTLS, tls_info
+
+__all__ = ["Connection", "Server"]
+
+_PENDING = object()  # a hook or a handshake is running in a task
+
+
+class Server:
+    """What every connection of one listening server shares."""
+
+    def __init__(
+        self,
+        handler: object,
+        config: smtp.ServerConfig,
+        limits: SessionLimits,
+        ssl_context: ssl.SSLContext | None,
+        auth: sasl.Verifiers | None,
+    ) -> None:
+        self.handler = handler
+        self.config = config
+        self.limits = limits
+        self.ssl_context = ssl_context
+        self.auth = auth
+        self.lifecycle = Lifecycle(limits.max_connections)
+        self.connections: set[Connection] = set()
+
+
+class Connection(asyncio.Protocol):
+    """One session as an asyncio Protocol: what arrives goes to the session
+    driver, what it says is written (coalesced until it waits), its hooks run
+    in place or, when async, in a task. Back-pressure: reading pauses while
+    the driver is busy or the peer is not taking our writes."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport
+        self.steps: Generator[Request, Any, None]
+        self.waiting: Read | None = None  # the Read the driver is blocked in
+        self.inbox: list[bytes] = []  # arrived while the driver was busy
+        self.eof = False
+        self.out: list[bytes] = []
+        self.write_paused = False
+        self.deadline = 0.0
+        self.timer: asyncio.TimerHandle | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.handshaking = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            # Nagle plus delayed ACK would hold each reply for 40 ms.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        ssl_object = transport.get_extra_info("ssl_object")
+        session = Session(
+            peer=transport.get_extra_info("peername"),
+            local=transport.get_extra_info("sockname"),
+            tls=ssl_object is not None,
+            tls_info=tls_info(ssl_object),
+        )
+        server = self.server
+        driver = SessionDriver(
+            server.handler, server.config, session, server.limits, server.auth, server.lifecycle
+        )
+        self.steps = driver.run()
+        server.connections.add(self)
+        self._advance(None)
+
+    def data_received(self, data: bytes) -> None:
+        if self.waiting is not None and not self.write_paused:
+            self.waiting = None
+            self._advance(data)
+        else:
+            self.inbox.append(data)
+            if not self.handshaking:  # mid-handshake, self.transport is the old one
+                self.transport.pause_reading()
+
+    def eof_received(self) -> bool:
+        self._end()
+        # Stay open to answer what came before the EOF (TLS cannot half-close).
+        return self.transport.get_extra_info("sslcontext") is None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.connections.discard(self)
+        self._end()
+
+    def _end(self) -> None:
+        self.eof = True
+        if self.waiting is not None:
+            self.waiting = None
+            self._advance(b"")
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self.transport.resume_reading()
+        if self.waiting is not None and (self.inbox or self.eof):
+            self.waiting = None
+            self._advance(self._take_inbox())
+
+    def interrupt(self) -> None:
+        """End an idle read now (a shutdown); a read in a message goes on."""
+        if self.waiting is not None and self.waiting.idle:
+            self.waiting = None
+            self._advance(None)
+
+    def _take_inbox(self) -> bytes:
+        if not self.inbox:
+            return b""  # only after the EOF
+        data = b"".join(self.inbox)
+        self.inbox.clear()
+        self.transport.resume_reading()
+        return data
+
+    def _advance(self, value: Any) -> None:
+        """Run the driver until it waits for the peer or a task."""
+        try:
+            while True:
+                request = self.steps.send(value)
+                value = None
+                kind = type(request)
+                if kind is Write:
+                    self.out.append(request.data)  # type: ignore[union-attr]
+                    continue
+                if kind is Read and (self.inbox or self.eof) and not self.write_paused:
+                    value = self._take_inbox()
+                    continue
+                if kind is Call:
+                    value = self._call(request)  # type: ignore[arg-type]
+                    if value is not _PENDING:
+                        continue
+                self._flush()
+                if kind is Read:
+                    self._wait(request)  # type: ignore[arg-type]
+                elif kind is StartTls:
+                    # Nothing more is read as plaintext: the peer's next bytes
+                    # are its handshake, which start_tls reads.
+                    self.transport.pause_reading()
+                    self.task = self.loop.create_task(self._start_tls())
+                elif kind is Close:
+                    self.transport.close()
+                return
+        except Exception as error:  # a bug, not the peer: say so and drop the connection
+            self.loop.call_exception_handler(
+                {"message": "SMTP session failed", "exception": error, "protocol": self}
+            )
+            self.transport.abort()
+
+    def _flush(self) -> None:
+        if self.out:
+            if not self.transport.is_closing():
+                self.transport.write(b"".join(self.out) if len(self.out) > 1 else self.out[0])
+            self.out.clear()
+
+    def _wait(self, request: Read) -> None:
+        # One timer per connection, moved only when a deadline comes sooner:
+        # most reads just push the deadline on.
+        self.waiting = request
+        self.deadline = deadline = self.loop.time() + request.timeout
+        if self.timer is None or self.timer.when() > deadline:
+            if self.timer is not None:
+                self.timer.cancel()
+            self.timer = self.loop.call_at(deadline, self._expire)
+
+    def _expire(self) -> None:
+        self.timer = None
+        if self.waiting is None:
+            return
+        if self.loop.time() < self.deadline:
+            self.timer = self.loop.call_at(self.deadline, self._expire)
+            return
+        self.waiting = None
+        self._advance(None)  # a timeout: the driver says 421 and closes
+
+    def _call(self, request: Call) -> Any:
+        try:
+            result = getattr(self.server.handler, request.name)(*request.args)
+        except Exception as error:  # the driver turns it into 451 4.3.0
+            return HookFailed(error)
+        if not inspect.isawaitable(result):
+            return result
+        self.task = self.loop.create_task(self._await(result))
+        return _PENDING
+
+    async def _await(self, awaitable: Awaitable[Any]) -> None:
+        try:
+            result = await awaitable
+        except Exception as error:
+            result = HookFailed(error)
+        self._advance(result)
+
+    async def _start_tls(self) -> None:
+        result: dict[str, Any] | HookFailed
+        context = self.server.ssl_context
+        if context is None:
+            result = HookFailed(RuntimeError("no TLS context"))
+        elif self.inbox:  # plaintext after STARTTLS: the injection
+            result = HookFailed(RuntimeError(PLAINTEXT_AFTER_STARTTLS))
+        else:
+            self.handshaking = True
+            try:
+                transport = await self.loop.start_tls(
+                    self.transport, self, context, server_side=True
+                )
+            except (ssl.SSLError, OSError) as error:
+                result = HookFailed(error)
+            else:
+                assert transport is not None
+                self.transport = transport
+                result = tls_info(transport.get_extra_info("ssl_object"))
+            finally:
+                self.handshaking = False
+        self._advance(result)
