@@ -351,14 +351,18 @@ class SessionDriver:
         yield Write(self.conn.send(reply or self.conn.ehlo_reply()))
 
     def _mail(self, event: smtp.Mail) -> Steps:
-        reply = yield from self._hook("on_mail", self.session, event)
+        reply = None
+        if "on_mail" in self.hooks:
+            reply = yield from self._hook("on_mail", self.session, event)
         reply = reply or _SENDER_OK
         if reply.code < 300:
             self.envelope = Envelope(event)
         yield Write(self.conn.send(reply))
 
     def _rcpt(self, event: smtp.Rcpt) -> Steps:
-        reply = yield from self._hook("on_rcpt", self.session, self.envelope, event)
+        reply = None
+        if "on_rcpt" in self.hooks:
+            reply = yield from self._hook("on_rcpt", self.session, self.envelope, event)
         reply = reply or _RECIPIENT_OK
         if reply.code < 300 and self.envelope is not None:
             self.envelope.recipients.append(event)

@@ -300,6 +300,15 @@ class ServerConnection(_Connection):
             if not data:
                 self._peer_closed = True
             return
+        if data and self._error is None and not self._peer_closed:
+            # The usual case, without the calls: bytes go to the content
+            # reader while content flows, else to the command buffer.
+            content = self._content
+            if content is not None and content._final is None:
+                content._input.append(data if type(data) is bytes else bytes(data))
+            else:
+                self._buffer.feed(data)
+            return
         super().receive_data(data)
 
     def _feed(self, data: bytes) -> None:

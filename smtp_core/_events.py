@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias, TypeVar
 
@@ -57,11 +57,57 @@ _FORBIDDEN_TEXT = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 def _trusted(cls: type[_T], *values: Any) -> _T:
-    """Build an event from values the parser has already validated."""
-    obj = object.__new__(cls)
-    for name, value in zip(cls.__slots__, values, strict=False):  # type: ignore[attr-defined]
-        object.__setattr__(obj, name, value)
-    return obj
+    """Build an event from values the parser has already validated (the
+    fields in order; fields left out are left unset)."""
+    maker = _MAKERS.get(cls)
+    if maker is None:
+        maker = _MAKERS[cls] = _maker(cls)
+    return maker(*values)  # type: ignore[no-any-return]
+
+
+_MAKERS: dict[type, Callable[..., Any]] = {}
+
+
+def _maker(cls: type) -> Callable[..., Any]:
+    """A constructor for ``cls`` that skips __init__'s checks: it sets the
+    slots through their descriptors, which a frozen class does not stop.
+    Events are made on every command, so this is on the hot path."""
+    new = object.__new__
+    setters = tuple(cls.__dict__[name].__set__ for name in cls.__slots__)  # type: ignore[attr-defined]
+
+    def make(*values: Any) -> Any:
+        obj: Any = new(cls)
+        for setter, value in zip(setters, values, strict=False):
+            setter(obj, value)
+        return obj
+
+    if len(setters) == 0:
+        return lambda: new(cls)
+    if len(setters) == 1:
+        [first] = setters
+
+        def make_one(value: Any = _UNSET) -> Any:
+            obj: Any = new(cls)
+            if value is not _UNSET:
+                first(obj, value)
+            return obj
+
+        return make_one
+    if len(setters) == 2:
+        first, second = setters
+
+        def make_two(value: Any, other: Any = _UNSET) -> Any:
+            obj: Any = new(cls)
+            first(obj, value)
+            if other is not _UNSET:
+                second(obj, other)
+            return obj
+
+        return make_two
+    return make
+
+
+_UNSET: Any = object()
 
 
 def _check_text(owner: str, name: str, value: object, *, required: bool = False) -> None:
