@@ -1,6 +1,9 @@
 """The anyio backend: SMTP servers and clients on anyio streams, so on
 asyncio and on trio alike. It only moves bytes: the shared drivers decide,
-the engine judges."""
+the engine judges. Sessions run shielded, so that cancelling ``serve`` is a
+graceful shutdown: idle sessions are woken (their read's cancel scope
+cancelled) and hear 421, a message in flight is finished, and only after a
+grace period is the rest cut."""
 
 from __future__ import annotations
 
@@ -28,14 +31,21 @@ _READ_SIZE = 65536
 class _Stream:
     def __init__(self, stream: anyio.abc.ByteStream) -> None:
         self.stream = stream
+        self._idle: anyio.CancelScope | None = None  # an idle read's scope
 
     async def receive(self, timeout: float, idle: bool = False) -> bytes | None:
-        with anyio.move_on_after(timeout):
+        with anyio.move_on_after(timeout) as scope:
+            self._idle = scope if idle else None
             try:
                 return await self.stream.receive(_READ_SIZE)
             except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
                 return b""
         return None
+
+    def interrupt(self) -> None:
+        """End an idle read now (a shutdown); a read in a message goes on."""
+        if self._idle is not None:
+            self._idle.cancel()  # a scope already left ignores it
 
     async def send(self, data: bytes) -> None:
         await self.stream.send(data)
@@ -78,20 +88,32 @@ async def serve(
     ssl_context: ssl.SSLContext | None = None,
     implicit_tls: bool = False,
     auth: sasl.Verifiers | None = None,
+    shutdown_timeout: float = 10.0,
     task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until cancelled; ``task_group.start(serve, ...)`` returns the
-    port once it listens."""
+    port once it listens. Cancelled, it stops accepting; sessions between
+    transactions get 421 4.3.2 and close; messages in flight are finished
+    first, for up to ``shutdown_timeout`` seconds."""
     effective = server_config(config, ssl_context, implicit_tls)
     session_limits = limits or SessionLimits()
     lifecycle = Lifecycle(session_limits.max_connections)
+    sessions: dict[_Stream, anyio.CancelScope] = {}
 
     async def on_connection(client: anyio.abc.SocketStream) -> None:
+        with anyio.CancelScope(shield=True) as scope:  # only the shutdown ends it early
+            stream = _Stream(client)
+            sessions[stream] = scope
+            try:
+                await converse(stream, client)
+            finally:
+                del sessions[stream]
+
+    async def converse(stream: _Stream, client: anyio.abc.SocketStream) -> None:
         session = Session(
             peer=client.extra(anyio.abc.SocketAttribute.remote_address),  # type: ignore[arg-type]
             local=client.extra(anyio.abc.SocketAttribute.local_address),  # type: ignore[arg-type]
         )
-        stream = _Stream(client)
         if implicit_tls:
             result = await stream.start_tls(ssl_context, server_side=True, hostname=None)
             if isinstance(result, HookFailed):
@@ -103,9 +125,21 @@ async def serve(
         )
 
     listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
-    async with listener:
-        task_status.started(int(listener.extra(anyio.abc.SocketAttribute.local_port)))
-        await listener.serve(on_connection)
+    async with anyio.create_task_group() as task_group:
+        try:
+            async with listener:
+                task_status.started(int(listener.extra(anyio.abc.SocketAttribute.local_port)))
+                await listener.serve(on_connection, task_group)
+        finally:
+            # The listener is closed: let open sessions hear 421 and finish.
+            with anyio.move_on_after(shutdown_timeout, shield=True):
+                lifecycle.stopping = True
+                for stream in sessions:
+                    stream.interrupt()
+                while sessions:
+                    await anyio.sleep(0.01)
+            for scope in sessions.values():
+                scope.cancel()  # past the grace period: cut
 
 
 async def connect(

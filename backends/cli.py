@@ -7,9 +7,10 @@ import asyncio
 import contextlib
 import getpass
 import os
+import signal
 import ssl
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -96,20 +97,40 @@ def _serve(args: argparse.Namespace) -> int:
     protocol = "LMTP" if args.lmtp else "SMTP"
     print(f"smtp-core: {protocol} on {args.host}:{args.port} ({args.backend}), {where}", flush=True)
     serve = partial(_load(args.backend).serve, handler, args.host, args.port, **options)
+    # Ctrl-C cancels serve (sync: interrupts it), which then shuts down
+    # gracefully; a second Ctrl-C during that stops at once.
     with contextlib.suppress(KeyboardInterrupt):
         if args.backend == "asyncio":
-            asyncio.run(serve())
+            asyncio.run(serve())  # which cancels the main task on Ctrl-C (3.11+)
         elif args.backend == "trio":
             import trio
 
-            trio.run(serve)
+            trio.run(_until_interrupted, serve, trio.open_nursery, trio.open_signal_receiver)
         elif args.backend == "anyio":
             import anyio
 
-            anyio.run(serve)
+            anyio.run(
+                _until_interrupted, serve, anyio.create_task_group, anyio.open_signal_receiver
+            )
         else:
             serve()
     return 0
+
+
+async def _until_interrupted(
+    serve: Callable[[], Awaitable[None]],
+    open_group: Callable[[], Any],
+    open_signal_receiver: Callable[..., Any],
+) -> None:
+    """Run ``serve`` in a nursery (task group) and cancel it on Ctrl-C: left
+    alone, trio raises KeyboardInterrupt in whichever task is running, while
+    a cancellation is what starts ``serve``'s graceful shutdown."""
+    async with open_group() as group:
+        with open_signal_receiver(signal.SIGINT) as interrupts:
+            group.start_soon(serve)
+            async for _ in interrupts:
+                group.cancel_scope.cancel()
+                return
 
 
 def _load(name: str) -> Any:

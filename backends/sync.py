@@ -3,16 +3,20 @@
 Like every backend it only moves bytes: the session driver
 (``backends._session``) decides, the engine (``smtp_core``) judges. Hooks are
 plain functions here; an ``async def`` hook is a configuration error, which
-the driver answers with 451 4.3.0.
+the driver answers with 451 4.3.0. A thread blocked in ``recv`` cannot be
+woken, so a read waiting for a command (and only such a read: a message in
+flight is finished first) looks every ``_WAKE_INTERVAL`` s for a shutdown.
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import socket
 import socketserver
 import ssl
 import threading
+import time
 from typing import Any
 
 import smtp_core as smtp
@@ -38,6 +42,7 @@ __all__ = ["Client", "SmtpServer", "connect", "serve", "start_server"]
 # The client half lives in its own module; the API is one: backends.sync.
 
 _READ_SIZE = 65536
+_WAKE_INTERVAL = 0.25  # how late an idle session may hear of a shutdown
 
 
 def _perform(request: Call, handler: object) -> Any:
@@ -52,6 +57,27 @@ def _perform(request: Call, handler: object) -> Any:
     return result
 
 
+def _receive(sock: socket.socket, request: Read, lifecycle: Lifecycle | None) -> bytes | None:
+    """One read; an idle one also ends (None) once the server is stopping."""
+    if not request.idle or lifecycle is None:
+        sock.settimeout(request.timeout)
+        return sock.recv(_READ_SIZE)
+    deadline = time.monotonic() + request.timeout
+    try:
+        while not lifecycle.stopping:
+            wait = min(deadline - time.monotonic(), _WAKE_INTERVAL)
+            if wait <= 0:
+                return None
+            sock.settimeout(wait)
+            try:
+                return sock.recv(_READ_SIZE)
+            except TimeoutError:
+                continue
+        return None
+    finally:
+        sock.settimeout(request.timeout)  # what the reply and a TLS handshake may take
+
+
 def handle_connection(
     sock: socket.socket,
     handler: object,
@@ -61,8 +87,12 @@ def handle_connection(
     implicit_tls: bool = False,
     auth: sasl.Verifiers | None = None,
     lifecycle: Lifecycle | None = None,
+    sockets: set[socket.socket] | None = None,
 ) -> None:
-    """Serve one connection until the session ends (the caller closes ``sock``)."""
+    """Serve one connection until the session ends (the caller closes ``sock``).
+    ``sockets`` holds the connection's socket meanwhile (a shutdown may cut it)."""
+    if sockets is None:
+        sockets = set()
     # Replies are whole lines written once each: no reason to wait for more.
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     if implicit_tls and ssl_context is not None:
@@ -73,14 +103,14 @@ def handle_connection(
     session.tls_info = tls_info(sock) if isinstance(sock, ssl.SSLSocket) else {}
     steps = SessionDriver(handler, config, session, limits, auth, lifecycle).run()
     result: Any = None
+    sockets.add(sock)
     try:
         while True:
             request = steps.send(result)
             result = None
             if isinstance(request, Read):
-                sock.settimeout(request.timeout)
                 try:
-                    result = sock.recv(_READ_SIZE)
+                    result = _receive(sock, request, lifecycle)
                 except TimeoutError:
                     result = None
                 except OSError:
@@ -90,12 +120,15 @@ def handle_connection(
             elif isinstance(request, Call):
                 result = _perform(request, handler)
             elif isinstance(request, StartTls):
+                sockets.discard(sock)
                 sock, result = start_tls_on(sock, ssl_context, server_side=True, hostname=None)
+                sockets.add(sock)
             elif isinstance(request, Close):
                 break
     except OSError:
         pass
     finally:
+        sockets.discard(sock)
         steps.close()
 
 
@@ -123,11 +156,32 @@ class SmtpServer(socketserver.ThreadingTCPServer):
         self.implicit_tls = implicit_tls
         self.auth = auth
         self.lifecycle = Lifecycle(limits.max_connections)
+        self.sockets: set[socket.socket] = set()  # the connections' sockets
         super().__init__(address, _Connection)
 
     @property
     def port(self) -> int:
         return int(self.server_address[1])
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        return not self.lifecycle.stopping  # else closed at once, as if refused
+
+    def close_gracefully(self, timeout: float = 30.0) -> None:
+        """Stop accepting (the listening socket closes); sessions between
+        transactions get 421 4.3.2 and close; messages in flight are finished
+        first, for up to ``timeout`` seconds, then what is still open is cut.
+        Call it while serving (``start_server``, ``serve``)."""
+        self.lifecycle.stopping = True
+        try:
+            self.shutdown()
+        finally:
+            self.server_close()
+        deadline = time.monotonic() + timeout
+        while self.sockets and time.monotonic() < deadline:
+            time.sleep(0.01)
+        for sock in list(self.sockets):
+            with contextlib.suppress(OSError):  # closed meanwhile
+                sock.shutdown(socket.SHUT_RDWR)  # its thread sees the end and returns
 
 
 class _Connection(socketserver.BaseRequestHandler):
@@ -144,6 +198,7 @@ class _Connection(socketserver.BaseRequestHandler):
             server.implicit_tls,
             server.auth,
             server.lifecycle,
+            server.sockets,
         )
 
 
@@ -158,7 +213,8 @@ def start_server(
     implicit_tls: bool = False,
     auth: sasl.Verifiers | None = None,
 ) -> SmtpServer:
-    """Listen and serve on a background thread; ``shutdown()`` stops it.
+    """Listen and serve on a background thread; ``close_gracefully()`` stops
+    it (``shutdown()`` and ``server_close()`` stop it at once).
     With ``ssl_context`` STARTTLS is offered, or TLS is implicit (RFC 8314)."""
     server = SmtpServer(
         (host, port),
@@ -173,11 +229,18 @@ def start_server(
     return server
 
 
-def serve(handler: object, host: str = "127.0.0.1", port: int = 8025, **options: Any) -> None:
-    """Serve until interrupted (same options as ``start_server``)."""
+def serve(
+    handler: object,
+    host: str = "127.0.0.1",
+    port: int = 8025,
+    *,
+    shutdown_timeout: float = 10.0,
+    **options: Any,
+) -> None:
+    """Serve until interrupted (same options as ``start_server``); then,
+    Ctrl-C included, shut down gracefully for up to ``shutdown_timeout`` s."""
     server = start_server(handler, host, port, **options)
     try:
         threading.Event().wait()
     finally:
-        server.shutdown()
-        server.server_close()
+        server.close_gracefully(shutdown_timeout)

@@ -1,6 +1,9 @@
 """The trio backend: SMTP servers and clients on trio streams and nurseries.
 
-It only moves bytes: the shared drivers decide, the engine judges.
+It only moves bytes: the shared drivers decide, the engine judges. Sessions
+run shielded, so that cancelling ``serve`` is a graceful shutdown: idle
+sessions are woken (their read's cancel scope cancelled) and hear 421, a
+message in flight is finished, and only after a grace period is the rest cut.
 """
 
 from __future__ import annotations
@@ -27,14 +30,21 @@ _READ_SIZE = 65536
 class _Stream:
     def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
+        self._idle: trio.CancelScope | None = None  # an idle read's scope
 
     async def receive(self, timeout: float, idle: bool = False) -> bytes | None:
-        with trio.move_on_after(timeout):
+        with trio.move_on_after(timeout) as scope:
+            self._idle = scope if idle else None
             try:
                 return bytes(await self.stream.receive_some(_READ_SIZE))
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 return b""
         return None
+
+    def interrupt(self) -> None:
+        """End an idle read now (a shutdown); a read in a message goes on."""
+        if self._idle is not None:
+            self._idle.cancel()  # a scope already left ignores it
 
     async def send(self, data: bytes) -> None:
         await self.stream.send_all(data)  # returns once the peer has taken it
@@ -86,15 +96,28 @@ async def serve(
     ssl_context: ssl.SSLContext | None = None,
     implicit_tls: bool = False,
     auth: sasl.Verifiers | None = None,
+    shutdown_timeout: float = 10.0,
     task_status: Any = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until cancelled; ``nursery.start(serve, ...)`` returns the
-    listeners once they listen."""
+    listeners once they listen. Cancelled, it stops accepting; sessions
+    between transactions get 421 4.3.2 and close; messages in flight are
+    finished first, for up to ``shutdown_timeout`` seconds."""
     effective = server_config(config, ssl_context, implicit_tls)
     session_limits = limits or SessionLimits()
     lifecycle = Lifecycle(session_limits.max_connections)
+    sessions: dict[_Stream, trio.CancelScope] = {}
 
     async def on_connection(stream: trio.abc.Stream) -> None:
+        with trio.CancelScope(shield=True) as scope:  # only the shutdown ends it early
+            wrapper = _Stream(stream)
+            sessions[wrapper] = scope
+            try:
+                await converse(wrapper, stream)
+            finally:
+                del sessions[wrapper]
+
+    async def converse(wrapper: _Stream, stream: trio.abc.Stream) -> None:
         session = Session(peer=_address(stream, True), local=_address(stream, False))
         if implicit_tls and isinstance(stream, trio.SSLStream):
             try:
@@ -103,22 +126,39 @@ async def serve(
                 return
             session.tls, session.tls_info = True, _details(stream)
         await serve_stream(
-            _Stream(stream),
-            session,
-            handler,
-            effective,
-            session_limits,
-            ssl_context,
-            auth,
-            lifecycle,
+            wrapper, session, handler, effective, session_limits, ssl_context, auth, lifecycle
         )
 
-    if implicit_tls and ssl_context is not None:
-        await trio.serve_ssl_over_tcp(
-            on_connection, port, ssl_context, host=host, task_status=task_status
-        )
-    else:
-        await trio.serve_tcp(on_connection, port, host=host, task_status=task_status)
+    async with trio.open_nursery() as nursery:
+        try:
+            if implicit_tls and ssl_context is not None:
+                await trio.serve_ssl_over_tcp(
+                    on_connection,
+                    port,
+                    ssl_context,
+                    host=host,
+                    handler_nursery=nursery,
+                    task_status=task_status,
+                )
+            else:
+                await trio.serve_tcp(
+                    on_connection,
+                    port,
+                    host=host,
+                    handler_nursery=nursery,
+                    task_status=task_status,
+                )
+        finally:
+            # The listeners are closed: let open sessions hear 421 and finish.
+            deadline = trio.current_time() + shutdown_timeout
+            with trio.CancelScope(deadline=deadline, shield=True):
+                lifecycle.stopping = True
+                for wrapper in sessions:
+                    wrapper.interrupt()
+                while sessions:
+                    await trio.sleep(0.01)
+            for scope in sessions.values():
+                scope.cancel()  # past the grace period: cut
 
 
 async def connect(
