@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 import ssl
 from collections.abc import Generator, Iterable, Sequence
 from email.message import EmailMessage
@@ -28,6 +29,8 @@ from ._session import (
 )
 
 __all__ = ["AsyncClient", "AsyncStream", "open_client", "serve_stream"]
+
+_log = logging.getLogger("backends")
 
 
 class AsyncStream(Protocol):
@@ -90,7 +93,11 @@ async def serve_stream(
             elif isinstance(request, Close):
                 break
     except OSError:
-        pass
+        pass  # the peer is gone
+    except Exception:
+        # A bug, not the peer: report it and end this session only, never
+        # the server (its nursery or task group) that runs them all.
+        _log.exception("SMTP session with %s failed", session.peer)
     finally:
         steps.close()
         await stream.aclose()
@@ -162,7 +169,7 @@ class AsyncClient:
         to_addrs: Sequence[str | smtp.Address] | None = None,
     ) -> SendResult:
         """Send an ``EmailMessage``; envelope from its headers unless given."""
-        sender, recipients, content = message_parts(msg, from_addr, to_addrs)
+        sender, recipients, content = message_parts(msg, from_addr, to_addrs, self.extensions)
         return await self.sendmail(sender, recipients, content)
 
     async def quit(self) -> None:

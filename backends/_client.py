@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import ssl
 from collections.abc import Generator, Iterable, Sequence
@@ -133,7 +134,8 @@ class ClientDriver:
         replies: list[smtp.Reply] = []
         pipelining = conn.extensions is not None and conn.extensions.pipelining
         if pipelining:
-            yield Write(b"".join(conn.send(command) for command in commands))
+            # All or nothing: a command refused here leaves nothing half sent.
+            yield Write(conn.send_group(commands))
             for _ in commands:
                 replies.append((yield from self._reply()))
         else:
@@ -236,10 +238,32 @@ class ClientDriver:
             and _is_binary(content)
         )
         body = smtp.Body.EIGHT_BIT_MIME if eight_bit and extensions.eightbitmime else None
+        utf8 = not all(a.is_ascii for a in addresses)
+        # What would fail half way is refused before anything is sent.
+        if utf8 and not extensions.smtputf8:
+            raise smtp.LocalProtocolError(
+                "a non-ASCII address needs SMTPUTF8 (RFC 6531), which the server does not offer"
+            )
+        seven_bit_only = not extensions.eightbitmime and not binary
+        if seven_bit_only and isinstance(content, bytes) and not content.isascii():
+            raise smtp.LocalProtocolError(
+                "8-bit content needs 8BITMIME (RFC 6152 section 3), which the server does "
+                "not offer: send it 7-bit (send_message converts an EmailMessage)"
+            )
+        if (
+            isinstance(content, bytes)
+            and not binary
+            and self.config.bare_line_ending is smtp.BareLinePolicy.REJECT
+            and _has_bare_line_ending(content)
+        ):
+            raise smtp.LocalProtocolError(
+                "bare CR or LF in the message (the client's policy is REJECT): "
+                "lines must end with CRLF"
+            )
         params = smtp.MailParams(
             size=size if extensions.size and size is not None else None,
             body=smtp.Body.BINARY_MIME if binary else body,
-            smtputf8=not all(a.is_ascii for a in addresses) and extensions.smtputf8,
+            smtputf8=utf8,
         )
         mail = smtp.Mail(reverse, params)
         rcpts = [smtp.Rcpt(address) for address in forward]
@@ -277,12 +301,25 @@ class ClientDriver:
             raise DataRefused("DATA was refused", data_reply)
         chunks = [content] if isinstance(content, bytes) else content
         held = b""  # the last piece goes out with the end: one write fewer
-        for chunk in chunks:
-            data = conn.send(smtp.MessageChunk(chunk))
-            if held:
-                yield Write(held)
-            held = data
-        yield Write(held + conn.send(smtp.MessageEnd()))
+        try:
+            for chunk in chunks:
+                if seven_bit_only and not chunk.isascii():
+                    raise smtp.LocalProtocolError(
+                        "8-bit content needs 8BITMIME (RFC 6152 section 3), which the "
+                        "server does not offer: the connection is dropped mid-message"
+                    )
+                data = conn.send(smtp.MessageChunk(chunk))
+                if held:
+                    yield Write(held)
+                held = data
+            end = conn.send(smtp.MessageEnd())
+        except BaseException:
+            # Content cannot be taken back: the only safe way out of DATA is
+            # to drop the connection, so the server delivers nothing.
+            with contextlib.suppress(smtp.ProtocolError):
+                conn.send(smtp.ConnectionClosed())
+            raise
+        yield Write(held + end)
         return (yield from self._finish(result))
 
     def _finish(self, result: SendResult) -> Generator[Request, Any, SendResult]:
@@ -350,9 +387,15 @@ def message_parts(
     msg: EmailMessage,
     from_addr: str | smtp.Address | None,
     to_addrs: Sequence[str | smtp.Address] | None,
+    extensions: smtp.Extensions | None = None,
 ) -> tuple[str | smtp.Address | None, list[str | smtp.Address], bytes]:
     """The envelope and the bytes of ``msg`` (as smtplib derives them: Sender
-    or From; To, Cc and Bcc; Bcc never sent)."""
+    or From; To, Cc and Bcc; Bcc never sent).
+
+    The bytes are the message's own, unless they are 8-bit and the server
+    (its ``extensions``) offers no 8BITMIME: then RFC 6152 section 3 has the
+    client convert them, and 8-bit parts are re-encoded (base64 or
+    quoted-printable) and 8-bit headers as encoded words."""
     if from_addr is None:
         source = msg["Sender"] or msg["From"]
         found = getaddresses([str(source)]) if source is not None else []
@@ -372,7 +415,12 @@ def message_parts(
         # Headers as they came: no refolding, so DKIM signatures survive.
         policy = policy.clone(refold_source="none")
     BytesGenerator(out, policy=policy).flatten(copy, linesep="\r\n")
-    return from_addr, list(to_addrs), out.getvalue()
+    content = out.getvalue()
+    if extensions is not None and not extensions.eightbitmime and not content.isascii():
+        out = BytesIO()
+        BytesGenerator(out, policy=policy.clone(cte_type="7bit")).flatten(copy, linesep="\r\n")
+        content = out.getvalue()
+    return from_addr, list(to_addrs), content
 
 
 _STARTTLS = {
@@ -398,6 +446,11 @@ def prepare(
     if tls != "none" and ssl_context is None:
         ssl_context = ssl.create_default_context()
     return base, ssl_context, _STARTTLS[tls]
+
+
+def _has_bare_line_ending(content: bytes) -> bool:
+    pairs = content.count(b"\r\n")
+    return content.count(b"\r") != pairs or content.count(b"\n") != pairs
 
 
 def _is_binary(content: bytes) -> bool:

@@ -14,6 +14,7 @@ import tempfile
 import threading
 from collections.abc import Generator
 from dataclasses import dataclass, field
+from time import monotonic
 from typing import IO, Any
 
 import smtp_core as smtp
@@ -74,7 +75,8 @@ class SessionLimits:
     max_connections: int = 1000
     """Sessions at once; more get 421 4.7.0 (needs a backend's Lifecycle)."""
     max_bad_commands: int = 20
-    """Refused commands before 421 and a close."""
+    """Permanently refused (5yz) commands before 421 and a close; a 4yz
+    refusal is a limit met, not misbehaviour."""
     spool_in_memory: int = 1 << 20
     """Octets of a message kept in memory before it is spooled to disk."""
 
@@ -303,6 +305,10 @@ class SessionDriver:
         next_event = conn.next_event
         closed = smtp.State.CLOSED
         in_content = (smtp.State.IN_MESSAGE, smtp.State.IN_CHUNKING)
+        # RFC 5321 4.5.3.2.7: the command timeout runs from our last reply
+        # to the end of the next command, however the bytes trickle in; a
+        # content block has its own timeout (4.5.3.2.6).
+        deadline: float | None = None
         while conn.state is not closed:
             event = next_event()
             kind = type(event)
@@ -317,7 +323,13 @@ class SessionDriver:
                     # Graceful shutdown: between transactions, say so and go.
                     yield from self._send(_SHUTTING_DOWN)
                     return
-                data = yield self._read_content if in_message else self._read_command
+                if in_message:
+                    data = yield self._read_content
+                elif deadline is None:
+                    deadline = monotonic() + limits.command_timeout
+                    data = yield self._read_command
+                else:
+                    data = yield Read(max(deadline - monotonic(), 0.0), idle=True)
                 if data is None:
                     self._drop_message()
                     stopped = lifecycle is not None and lifecycle.stopping
@@ -334,10 +346,15 @@ class SessionDriver:
             else:
                 answer = answers.get(kind, self._not_available)
                 yield from answer(event)
+                deadline = None  # answered: the wait for the next command starts
 
     def _refused(self, event: smtp.CommandError) -> Steps:
         self.mechanism = None  # a refused SASL response ends the exchange
-        self.bad_commands += 1
+        # Only permanent refusals count as misbehaviour: a 4yz is the server's
+        # own limit (452 for recipients over the limit, RFC 5321 4.5.3.1.10),
+        # which a client may meet in an orderly way any number of times.
+        if event.reply.code >= 500:
+            self.bad_commands += 1
         if self.bad_commands > self.limits.max_bad_commands:
             yield from self._send(_TOO_MANY_ERRORS)
             return

@@ -92,7 +92,7 @@ class Client:
         to_addrs: Sequence[str | smtp.Address] | None = None,
     ) -> SendResult:
         """Send an ``EmailMessage``; envelope from its headers unless given."""
-        sender, recipients, content = message_parts(msg, from_addr, to_addrs)
+        sender, recipients, content = message_parts(msg, from_addr, to_addrs, self.extensions)
         return self.sendmail(sender, recipients, content)
 
     def login(self, username: str, password: str, mechanism: str | None = None) -> smtp.Reply:

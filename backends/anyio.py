@@ -48,7 +48,11 @@ class _Stream:
             self._idle.cancel()  # a scope already left ignores it
 
     async def send(self, data: bytes) -> None:
-        await self.stream.send(data)
+        try:
+            await self.stream.send(data)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError) as error:
+            # The peer is gone: end this session, never the server's task group.
+            raise ConnectionResetError(str(error)) from error
 
     async def start_tls(
         self, context: ssl.SSLContext | None, *, server_side: bool, hostname: str | None

@@ -47,7 +47,11 @@ class _Stream:
             self._idle.cancel()  # a scope already left ignores it
 
     async def send(self, data: bytes) -> None:
-        await self.stream.send_all(data)  # returns once the peer has taken it
+        try:
+            await self.stream.send_all(data)  # returns once the peer has taken it
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as error:
+            # The peer is gone: end this session, never the server's nursery.
+            raise ConnectionResetError(str(error)) from error
 
     async def start_tls(
         self, context: ssl.SSLContext | None, *, server_side: bool, hostname: str | None
@@ -65,7 +69,7 @@ class _Stream:
         return _details(wrapped)
 
     async def aclose(self) -> None:
-        with contextlib.suppress(trio.BrokenResourceError, OSError):
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             await self.stream.aclose()
 
 

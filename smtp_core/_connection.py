@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections import deque
+from collections.abc import Iterable
 from typing import NoReturn
 
 from ._config import ClientConfig, ServerConfig
@@ -769,6 +770,28 @@ class ClientConnection(_Connection):
         if isinstance(command, Bdat):
             self._chunk_left = command.size
         return data
+
+    def send_group(self, commands: Iterable[Command]) -> bytes:
+        """The bytes for a pipelined group of commands (RFC 2920), all or
+        nothing: when one of them cannot be sent, LocalProtocolError is
+        raised and the connection is as it was before the call, so nothing
+        of the group needs to reach the wire."""
+        pending = len(self._pending)
+        projected = self._projected.copy()
+        chunk_left = self._chunk_left
+        try:
+            out = []
+            for command in commands:
+                if isinstance(command, (MessageChunk, MessageEnd)):
+                    raise LocalProtocolError("a group holds commands, not message content")
+                out.append(self.send(command))
+        except LocalProtocolError:
+            while len(self._pending) > pending:
+                self._pending.pop()
+            self._projected = projected
+            self._chunk_left = chunk_left
+            raise
+        return b"".join(out)
 
 
 def _accepted(session: Session, command: Answered) -> Reply:

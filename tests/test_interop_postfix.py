@@ -23,6 +23,7 @@ from test_tls import CERT
 import smtp_core as smtp
 from backends import sync as sync_backend
 from backends._client import RecipientsRefused
+from smtp_core import LocalProtocolError
 
 SWAKS = shutil.which("swaks")
 SMTP_SOURCE = "/usr/sbin/smtp-source"
@@ -160,7 +161,13 @@ def test_client_against_smtp_sink(options: tuple[str, ...], expect: str):
             assert not extensions.eightbitmime
         else:
             assert extensions.keywords == ()  # EHLO refused: HELO it was
-        result = c.sendmail("a@example.org", ["b@example.org", "c@example.org"], "é\r\n".encode())
+        content = "é\r\n".encode()
+        if not extensions.eightbitmime:
+            # RFC 6152 section 3: no 8-bit content without 8BITMIME.
+            with pytest.raises(LocalProtocolError, match="8BITMIME"):
+                c.sendmail("a@example.org", ["b@example.org"], content)
+            content = b"e\r\n"
+        result = c.sendmail("a@example.org", ["b@example.org", "c@example.org"], content)
         assert result.reply is not None and result.reply.code == 250
         assert all(reply.code == 250 for reply in result.recipients.values())
 
