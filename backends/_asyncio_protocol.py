@@ -5,9 +5,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
-import socket
 import ssl
 from collections.abc import Awaitable, Generator
 from typing import Any
@@ -78,12 +76,7 @@ class Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            # Nagle plus delayed ACK would hold each reply for 40 ms.
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.transport = transport  # asyncio sets TCP_NODELAY on its own
         ssl_object = transport.get_extra_info("ssl_object")
         session = Session(
             peer=transport.get_extra_info("peername"),

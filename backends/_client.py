@@ -94,7 +94,20 @@ class SendResult:
 
 
 def _address(value: str | smtp.Address) -> smtp.Address:
-    return value if isinstance(value, smtp.Address) else smtp.Address.parse(value)
+    if isinstance(value, smtp.Address):
+        return value
+    # Addresses are immutable and a sender sends to the same ones again and
+    # again: parse each once (a bounded cache, emptied when full).
+    address = _PARSED.get(value)
+    if address is None:
+        address = smtp.Address.parse(value)
+        if len(_PARSED) >= 1024:
+            _PARSED.clear()
+        _PARSED[value] = address
+    return address
+
+
+_PARSED: dict[str, smtp.Address] = {}
 
 
 class ClientDriver:

@@ -9,7 +9,6 @@ engine's (``smtp_core``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl
 import weakref
 from typing import Any
@@ -89,47 +88,112 @@ async def serve(handler: object, host: str = "127.0.0.1", port: int = 8025, **op
         raise
 
 
-class _Stream:
-    """The client's stream (see ``backends._async.AsyncStream``)."""
+class _Stream(asyncio.Protocol):
+    """The client's stream (see ``backends._async.AsyncStream``), as an
+    asyncio Protocol: a read is one future, its timeout one lazily moved
+    timer, with no task per read as ``wait_for`` would make."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport
+        self.inbox: list[bytes] = []
+        self.eof = False
+        self.reader: asyncio.Future[None] | None = None
+        self.writable: asyncio.Future[None] | None = None
+        self.deadline = 0.0
+        self.timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport  # asyncio sets TCP_NODELAY on its own
+
+    def data_received(self, data: bytes) -> None:
+        self.inbox.append(data)
+        if self.reader is not None and not self.reader.done():
+            self.reader.set_result(None)
+        elif len(self.inbox) > 16:
+            self.transport.pause_reading()  # nobody is reading: back-pressure
+
+    def eof_received(self) -> bool:
+        self._end()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._end()
+        if self.writable is not None and not self.writable.done():
+            self.writable.set_result(None)
+
+    def _end(self) -> None:
+        self.eof = True
+        if self.reader is not None and not self.reader.done():
+            self.reader.set_result(None)
+
+    def pause_writing(self) -> None:
+        self.writable = self.loop.create_future()
+
+    def resume_writing(self) -> None:
+        if self.writable is not None and not self.writable.done():
+            self.writable.set_result(None)
+        self.writable = None
+
+    def _expire(self) -> None:
+        self.timer = None
+        if self.reader is None or self.reader.done():
+            return
+        if self.loop.time() < self.deadline:
+            self.timer = self.loop.call_at(self.deadline, self._expire)
+        else:
+            self.reader.set_result(None)
 
     async def receive(self, timeout: float, idle: bool = False) -> bytes | None:
-        try:
-            return await asyncio.wait_for(self.reader.read(_READ_SIZE), timeout)
-        except asyncio.TimeoutError:
-            return None
+        if not self.inbox and not self.eof:
+            self.reader = self.loop.create_future()
+            self.deadline = deadline = self.loop.time() + timeout
+            if self.timer is None or self.timer.when() > deadline:
+                if self.timer is not None:
+                    self.timer.cancel()
+                self.timer = self.loop.call_at(deadline, self._expire)
+            await self.reader
+            self.reader = None
+            if not self.inbox and not self.eof:
+                return None  # timed out
+        if not self.inbox:
+            return b""
+        data = b"".join(self.inbox) if len(self.inbox) > 1 else self.inbox[0]
+        self.inbox.clear()
+        self.transport.resume_reading()
+        return data
 
     async def send(self, data: bytes) -> None:
-        self.writer.write(data)
-        # Write flow control: wait for the peer only when a backlog builds up.
-        if self.writer.transport.get_write_buffer_size() > _READ_SIZE:
-            await self.writer.drain()
+        if self.transport.is_closing():
+            raise ConnectionResetError("the connection is closed")
+        self.transport.write(data)
+        if self.writable is not None:  # the peer is not keeping up
+            await self.writable
 
     async def start_tls(
         self, context: ssl.SSLContext | None, *, server_side: bool, hostname: str | None
     ) -> dict[str, Any] | HookFailed:
         if context is None:
             return HookFailed(RuntimeError("no TLS context"))
-        # Bytes asyncio read ahead but did not hand out would be taken as
-        # decrypted after the handshake: they are the injection.
-        if getattr(self.reader, "_buffer", b""):
+        # Bytes read ahead and not handed out would be taken as decrypted
+        # after the handshake: they are the injection.
+        if self.inbox:
             return HookFailed(RuntimeError(PLAINTEXT_AFTER_STARTTLS))
-        start_tls = getattr(self.writer, "start_tls", None)  # from Python 3.11 on
-        if start_tls is None:
-            return HookFailed(RuntimeError("STARTTLS on asyncio streams needs Python 3.11"))
         try:
-            await start_tls(context, server_hostname=hostname)
+            transport = await self.loop.start_tls(
+                self.transport, self, context, server_side=server_side, server_hostname=hostname
+            )
         except (ssl.SSLError, OSError) as error:
             return HookFailed(error)
-        return tls_info(self.writer.get_extra_info("ssl_object"))
+        assert transport is not None
+        self.transport = transport
+        return tls_info(transport.get_extra_info("ssl_object"))
 
     async def aclose(self) -> None:
-        self.writer.close()
-        with contextlib.suppress(ConnectionError, OSError):
-            await self.writer.wait_closed()
+        if self.timer is not None:
+            self.timer.cancel()
+        self.transport.close()
 
 
 async def connect(
@@ -146,9 +210,12 @@ async def connect(
     plaintext), "opportunistic", or "implicit" (RFC 8314)."""
     config, context, starttls = prepare(tls, ssl_context, config)
     implicit = context if tls == "implicit" else None
-    opening = asyncio.open_connection(host, port, ssl=implicit, limit=_READ_SIZE)
-    reader, writer = await asyncio.wait_for(opening, timeout)
+    loop = asyncio.get_running_loop()
+    opening = loop.create_connection(
+        _Stream, host, port, ssl=implicit, server_hostname=host if implicit else None
+    )
+    _, stream = await asyncio.wait_for(opening, timeout)
     driver = ClientDriver(config, timeout=timeout, tls=implicit is not None)
-    client = AsyncClient(_Stream(reader, writer), driver, host, context)
+    client = AsyncClient(stream, driver, host, context)
     await client.handshake(starttls)
     return client

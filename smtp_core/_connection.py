@@ -583,6 +583,8 @@ class ClientConnection(_Connection):
     @property
     def pending(self) -> tuple[Command | MessageEnd, ...]:
         """The commands sent and not yet answered, oldest first."""
+        if not self._pending:
+            return ()
         return tuple(c for c in self._pending if not isinstance(c, Greeting))
 
     def tls_started(self) -> None:
