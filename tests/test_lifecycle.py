@@ -77,13 +77,11 @@ def _first_reply(sock) -> bytes:  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize("name", ["sync", "trio", "anyio-asyncio", "anyio-trio"])
 def test_connection_limit_on_the_other_backends(name: str):
     """The same limit, decided by the same driver, on every backend."""
-    from test_tls import sync_server
-    from test_trio_anyio import SERVERS
+    from servers import serving
 
-    servers = {"sync": sync_server, **SERVERS}
     limits = SessionLimits(max_connections=1)
     with (
-        servers[name](Keep(), limits=limits) as port,
+        serving(name, Keep(), limits=limits) as port,
         socket.create_connection(("127.0.0.1", port), timeout=10) as first,
     ):
         assert _first_reply(first).startswith(b"220")

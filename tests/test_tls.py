@@ -6,11 +6,11 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-from collections.abc import Iterator
-from contextlib import contextmanager
+from functools import partial
 
 import pytest
 import trustme
+from servers import serving
 from test_asyncio_server import running
 
 from backends import asyncio as asyncio_backend
@@ -42,23 +42,7 @@ class Recorder:
         self.sessions.append((session.tls, session.tls_info.get("version")))
 
 
-@contextmanager
-def sync_server(handler: object, **options: object) -> Iterator[int]:
-    server = sync_backend.start_server(handler, "127.0.0.1", 0, **options)  # type: ignore[arg-type]
-    try:
-        yield server.port
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-@contextmanager
-def asyncio_server(handler: object, **options: object) -> Iterator[int]:
-    with running(handler, **options) as port:  # type: ignore[arg-type]
-        yield port
-
-
-SERVERS = [sync_server, asyncio_server]
+SERVERS = [partial(serving, "sync"), partial(serving, "asyncio")]
 
 
 @pytest.mark.parametrize("server", SERVERS, ids=["sync", "asyncio"])
@@ -95,7 +79,7 @@ def test_asyncio_client_over_starttls(server):  # type: ignore[no-untyped-def]
 def test_required_starttls_never_falls_back_to_plaintext():
     """RFC 3207 section 6: STARTTLS not offered is a failure when required."""
     handler = Recorder()
-    with sync_server(handler) as port:
+    with serving("sync", handler) as port:
         with pytest.raises(ServiceRefused, match="not offered"):
             sync_backend.connect("127.0.0.1", port, tls="starttls", ssl_context=client_context())
         with sync_backend.connect("127.0.0.1", port, tls="opportunistic") as client:

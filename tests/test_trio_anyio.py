@@ -4,65 +4,18 @@ smtplib and their own clients, with STARTTLS and AUTH; 127.0.0.1 only."""
 from __future__ import annotations
 
 import smtplib
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from functools import partial
-from typing import Any
 
 import anyio
 import pytest
 import trio
-from anyio.from_thread import start_blocking_portal
+from servers import serving
 from test_tls import Recorder, client_context, scram_verifiers, server_context
 
 from backends import anyio as anyio_backend
 from backends import trio as trio_backend
 
-
-@contextmanager
-def trio_server(handler: object, **options: Any) -> Iterator[int]:
-    """backends.trio.serve in a nursery on a thread of its own."""
-    box: dict[str, Any] = {}
-    started = threading.Event()
-
-    async def main() -> None:
-        async with trio.open_nursery() as nursery:
-            box["scope"] = nursery.cancel_scope
-            box["token"] = trio.lowlevel.current_trio_token()
-            serve = partial(trio_backend.serve, handler, "127.0.0.1", 0, **options)
-            listeners = await nursery.start(serve)
-            listener = getattr(listeners[0], "transport_listener", listeners[0])
-            box["port"] = listener.socket.getsockname()[1]
-            started.set()
-
-    thread = threading.Thread(target=trio.run, args=(main,))
-    thread.start()
-    assert started.wait(10), "the trio server did not start"
-    try:
-        yield int(box["port"])
-    finally:
-        trio.from_thread.run_sync(box["scope"].cancel, trio_token=box["token"])
-        thread.join(10)
-
-
-@contextmanager
-def anyio_server(handler: object, backend: str, **options: Any) -> Iterator[int]:
-    """backends.anyio.serve on an anyio portal running ``backend``."""
-    with start_blocking_portal(backend=backend) as portal:
-        serve = partial(anyio_backend.serve, handler, "127.0.0.1", 0, **options)
-        future, port = portal.start_task(serve)
-        try:
-            yield port
-        finally:
-            future.cancel()
-
-
-SERVERS = {
-    "trio": trio_server,
-    "anyio-asyncio": partial(anyio_server, backend="asyncio"),
-    "anyio-trio": partial(anyio_server, backend="trio"),
-}
+SERVERS = {name: partial(serving, name) for name in ("trio", "anyio-asyncio", "anyio-trio")}
 
 
 @pytest.mark.parametrize("name", SERVERS)
@@ -97,7 +50,7 @@ def test_trio_client_with_starttls_and_login(name: str):
 def test_anyio_client_implicit_tls_to_the_trio_server(backend: str):
     """RFC 8314 implicit TLS, the anyio client on either event loop."""
     handler = Recorder()
-    with trio_server(handler, ssl_context=server_context(), implicit_tls=True) as port:
+    with serving("trio", handler, ssl_context=server_context(), implicit_tls=True) as port:
 
         async def send() -> None:
             client = await anyio_backend.connect(
