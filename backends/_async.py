@@ -75,17 +75,22 @@ async def serve_stream(
     """Serve one connection until the session ends, then close it."""
     steps = SessionDriver(handler, config, session, limits, auth, lifecycle).run()
     result: Any = None
+    out: list[bytes] = []  # replies held until the driver waits (RFC 2920)
     try:
         while True:
             request = steps.send(result)
             result = None
+            if isinstance(request, Write):
+                out.append(request.data)
+                continue
+            if out:
+                await stream.send(b"".join(out))
+                out.clear()
             if isinstance(request, Read):
                 try:
                     result = await stream.receive(request.timeout, request.idle)
                 except OSError:
                     result = b""
-            elif isinstance(request, Write):
-                await stream.send(request.data)
             elif isinstance(request, Call):
                 result = await _perform(request, handler)
             elif isinstance(request, StartTls):

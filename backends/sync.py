@@ -37,9 +37,8 @@ from ._session import (
 from ._sync_client import Client, connect, start_tls_on
 from ._tls import server_config, tls_info
 
-__all__ = ["Client", "SmtpServer", "connect", "serve", "start_server"]
-
 # The client half lives in its own module; the API is one: backends.sync.
+__all__ = ["Client", "SmtpServer", "connect", "serve", "start_server"]
 
 _READ_SIZE = 65536
 _WAKE_INTERVAL = 0.25  # how late an idle session may hear of a shutdown
@@ -91,23 +90,29 @@ def handle_connection(
 ) -> None:
     """Serve one connection until the session ends (the caller closes ``sock``).
     ``sockets`` holds the connection's socket meanwhile (a shutdown may cut it)."""
-    if sockets is None:
-        sockets = set()
-    # Replies are whole lines written once each: no reason to wait for more.
+    sockets = set() if sockets is None else sockets
+    # Replies go out once the driver waits: no reason for Nagle to hold them.
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     if implicit_tls and ssl_context is not None:
         sock.settimeout(limits.command_timeout)
         sock = ssl_context.wrap_socket(sock, server_side=True)
-    session = Session(peer=sock.getpeername()[:2], local=sock.getsockname()[:2])
-    session.tls = isinstance(sock, ssl.SSLSocket)
-    session.tls_info = tls_info(sock) if isinstance(sock, ssl.SSLSocket) else {}
+    secure = sock if isinstance(sock, ssl.SSLSocket) else None
+    peer, local = sock.getpeername()[:2], sock.getsockname()[:2]
+    session = Session(peer, local, secure is not None, tls_info=tls_info(secure))
     steps = SessionDriver(handler, config, session, limits, auth, lifecycle).run()
     result: Any = None
     sockets.add(sock)
+    out: list[bytes] = []  # replies held until the driver waits (RFC 2920)
     try:
         while True:
             request = steps.send(result)
             result = None
+            if isinstance(request, Write):
+                out.append(request.data)
+                continue
+            if out:
+                sock.sendall(b"".join(out))
+                out.clear()
             if isinstance(request, Read):
                 try:
                     result = _receive(sock, request, lifecycle)
@@ -115,8 +120,6 @@ def handle_connection(
                     result = None
                 except OSError:
                     result = b""
-            elif isinstance(request, Write):
-                sock.sendall(request.data)
             elif isinstance(request, Call):
                 result = _perform(request, handler)
             elif isinstance(request, StartTls):
