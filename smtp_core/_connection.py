@@ -479,6 +479,8 @@ class ServerConnection(_Connection):
                 fault = session.reply_fault(owed, reply)
                 if fault is not None:
                     raise LocalProtocolError(fault)
+                if code == 334 and type(owed) in (Auth, AuthResponse):
+                    _check_challenge(reply)
         if type(owed) is CommandError or owed is None:
             answered: Answered | None = self._owed_command
         else:
@@ -510,6 +512,18 @@ class ServerConnection(_Connection):
         if state is State.TLS_HANDSHAKE and self._buffer:
             self._start_tls()  # raises: commands were pipelined after STARTTLS
         return data
+
+
+def _check_challenge(reply: Reply) -> None:
+    """RFC 4954 section 4: a 334 to AUTH carries one line of base64."""
+    try:
+        if len(reply.lines) != 1 or reply.enhanced is not None:
+            raise ValueError
+        base64.b64decode(reply.lines[0], validate=True)
+    except (binascii.Error, ValueError):
+        raise LocalProtocolError(
+            f"a 334 to AUTH carries one line of base64 (RFC 4954 section 4), got {reply!r}"
+        ) from None
 
 
 # The wire form of recent replies: most servers send the same few replies
@@ -644,7 +658,7 @@ class ClientConnection(_Connection):
         fault = session.reply_fault(command, reply)
         if fault is not None:
             self._fail(f"server broke the protocol: {fault}")
-        if code != 421 and session.replies_owed(command) > 1:
+        if code != 421 and session.per_recipient(command):
             # RFC 2033 4.2: after the content, one reply per accepted RCPT.
             if not self._per_recipient:
                 self._per_recipient = list(session.recipients)

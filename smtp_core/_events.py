@@ -246,10 +246,23 @@ def _reply(code: int, lines: tuple[str, ...], answers: Command | MessageEnd | No
 
 
 def _check_domain_argument(owner: str, domain: object) -> None:
-    _check_text(owner, "domain", domain, required=True)
+    _check_command_text(owner, "domain", domain, required=True)
     assert isinstance(domain, str)
-    if " " in domain or "\t" in domain:
+    if " " in domain:
         raise LocalProtocolError(f"{owner}.domain must be one word, got {domain!r}")
+    if len(domain.encode("utf-8", "surrogatepass")) > 255:
+        # RFC 5321 4.5.3.1.2: a domain is at most 255 octets.
+        raise LocalProtocolError(f"{owner}.domain is longer than 255 octets")
+
+
+def _check_command_text(owner: str, name: str, value: object, *, required: bool = False) -> None:
+    """Text on a command line: no control character at all, not even HTAB
+    (RFC 5321 4.1.2: String and Quoted-string hold none; a server refuses
+    the line with 501)."""
+    _check_text(owner, name, value, required=required)
+    assert isinstance(value, str)
+    if "\t" in value:
+        raise LocalProtocolError(f"{owner}.{name} must not contain a tab, got {value!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,7 +342,7 @@ class Vrfy:
     text: str
 
     def __post_init__(self) -> None:
-        _check_text("Vrfy", "text", self.text, required=True)
+        _check_command_text("Vrfy", "text", self.text, required=True)
         if not self.text.strip(" \t"):
             raise LocalProtocolError("Vrfy.text must not be blank (RFC 5321 4.1.1.6)")
 
@@ -341,7 +354,7 @@ class Expn:
     text: str
 
     def __post_init__(self) -> None:
-        _check_text("Expn", "text", self.text, required=True)
+        _check_command_text("Expn", "text", self.text, required=True)
         if not self.text.strip(" \t"):
             raise LocalProtocolError("Expn.text must not be blank (RFC 5321 4.1.1.7)")
 
@@ -353,7 +366,7 @@ class Help:
     topic: str = ""
 
     def __post_init__(self) -> None:
-        _check_text("Help", "topic", self.topic)
+        _check_command_text("Help", "topic", self.topic)
 
 
 @dataclass(frozen=True, slots=True)
@@ -363,7 +376,7 @@ class Noop:
     text: str = ""
 
     def __post_init__(self) -> None:
-        _check_text("Noop", "text", self.text)
+        _check_command_text("Noop", "text", self.text)
 
 
 @dataclass(frozen=True, slots=True)

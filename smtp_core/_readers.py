@@ -216,6 +216,9 @@ class BdatSyntaxError(Exception):
 
 
 def _bdat(argument: str, config: ServerConfig) -> Command:
+    if not config.chunking:
+        # The size was not read ahead (no CHUNKING): refuse, never raise.
+        raise _Refused(502, "5.5.1", "BDAT not offered (no CHUNKING)")
     return parse_bdat(argument)
 
 
@@ -303,7 +306,8 @@ def parse_command(
         except UnicodeDecodeError:
             return _error(raw, 501, "5.5.2", "command line is not valid UTF-8"), None
     verb, _, argument = text.partition(" ")
-    verb = verb.upper()
+    # RFC 5321 2.4: verbs are ASCII; str.upper() would fold U+017F into "S".
+    verb = verb.upper() if verb.isascii() else verb
     known = _VERBS.get(verb)
     if known is None:
         if verb in _NOT_IMPLEMENTED:

@@ -307,14 +307,21 @@ class Session:
         self.authenticated = False
         self.tls = True
 
+    def per_recipient(self, command: Answered) -> bool:
+        """Whether ``command`` is answered once per accepted recipient: the
+        end of content in LMTP (RFC 2033 4.2), when it may come now (a BDAT
+        LAST after a failed chunk is refused once, as any command)."""
+        return (
+            self.lmtp
+            and bool(self.recipients)
+            and (type(command) is MessageEnd or (type(command) is Bdat and command.last))
+            and type(TABLE[self.state].get(type(command))) is Step
+        )
+
     def replies_owed(self, command: Answered) -> int:
         """How many replies ``command`` gets: one, except the end of content
         in LMTP, which gets one per accepted recipient (RFC 2033 4.2)."""
-        if self.lmtp and (
-            isinstance(command, MessageEnd) or (isinstance(command, Bdat) and command.last)
-        ):
-            return max(len(self.recipients), 1)
-        return 1
+        return len(self.recipients) if self.per_recipient(command) else 1
 
     def entry(self, command_type: type) -> Step | Refusal | None:
         return TABLE[self.state].get(command_type)

@@ -389,7 +389,22 @@ def test_blank_vrfy_and_expn_cannot_be_built():
     with pytest.raises(LocalProtocolError, match="blank"):
         Vrfy(" ")
     with pytest.raises(LocalProtocolError, match="blank"):
+        Expn("  ")
+    # RFC 5321 4.1.2: no control character on a command line, not even HTAB
+    # (a server refuses the line with 501).
+    with pytest.raises(LocalProtocolError, match="tab"):
         Expn("\t")
+
+
+def test_a_hello_domain_over_255_octets_cannot_be_built():
+    """RFC 5321 4.5.3.1.2: a domain is at most 255 octets; the server refuses
+    a longer one with 501, so the client never sends it."""
+    from smtp_core import Ehlo, Helo, Lhlo
+
+    for kind in (Ehlo, Helo, Lhlo):
+        assert kind("d" * 255).domain == "d" * 255
+        with pytest.raises(LocalProtocolError, match="255 octets"):
+            kind("d" * 256)
 
 
 def test_a_broken_connection_takes_no_more_data():
