@@ -164,9 +164,11 @@ def saslprep(text: str, *, allow_unassigned: bool = False) -> str:
 
 
 def _prepared(text: str, *, allow_unassigned: bool = True) -> str | None:
-    """``saslprep`` for text from the peer: None where the text is refused."""
+    """``saslprep`` for text from the peer: None where the text is refused,
+    or prepares to nothing (RFC 4616 section 2: "If preparation fails or
+    results in an empty string, verification SHALL fail")."""
     try:
-        return saslprep(text, allow_unassigned=allow_unassigned)
+        return saslprep(text, allow_unassigned=allow_unassigned) or None
     except SaslError:
         return None
 

@@ -420,11 +420,21 @@ def test_a_broken_connection_takes_no_more_data():
 
 def test_ehlo_keywords_are_ascii_and_junk_lines_are_skipped():
     """RFC 5321 4.1.1.1: ehlo-keyword is ASCII letters, digits and '-'; a
-    keyword that only upper-cases into SIZE (U+017F) is not SIZE, and a line
-    with a control character is no extension at all."""
-    client = greeted_client(
-        ehlo_reply="250-mx\r\n250-\u017fIZE 10\r\n250-DSN a\x00b\r\n250 PIPELINING\r\n".encode()
-    )
+    keyword that only upper-cases into SIZE (U+017F) is not SIZE."""
+    client = greeted_client(ehlo_reply="250-mx\r\n250-\u017fIZE 10\r\n250 PIPELINING\r\n".encode())
     assert client.extensions is not None
     assert client.extensions.keywords == (("PIPELINING", ()),)
     assert client.state is State.GREETED
+
+
+@pytest.mark.parametrize("junk", [b"\x00", b"\r", b"\x1b", b"\x7f"])
+def test_a_control_character_in_a_reply_fails_the_connection(junk: bytes):
+    """RFC 5321 4.2: reply text is HT and printable characters. A NUL or a
+    bare CR is not skipped: it fails the connection, since what follows it
+    may be an injected line (a bare CR ends a line on some peers)."""
+    client = ClientConnection()
+    client.receive_data(b"220 mx" + junk + b"250 injected\r\n")
+    with pytest.raises(RemoteProtocolError, match="control character"):
+        client.next_event()
+    with pytest.raises(RemoteProtocolError):
+        client.next_event()  # the connection stays failed

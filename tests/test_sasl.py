@@ -1043,3 +1043,18 @@ def test_scram_credentials_validation():
         scram_credentials("pw", b"salt", 1, "md5")
     record = scram_credentials("pw", b"salt", 1, "SHA-1")
     assert len(record.stored_key) == len(record.server_key) == 20
+
+
+def test_credentials_that_prepare_to_nothing_never_reach_the_check():
+    """RFC 4616 section 2: "If preparation fails or results in an empty
+    string, verification SHALL fail". A soft hyphen (U+00AD, mapped to
+    nothing by SASLprep) as the password must not match an unset one."""
+    asked: list[str] = []
+
+    def check(user: str, password: str, authzid: str | None) -> bool:
+        asked.append(password)
+        return password == ""
+
+    step = PlainServer(check).start("\0alice\0\u00ad".encode())
+    assert not step.success
+    assert asked == []
