@@ -1,0 +1,13 @@
+"""Atheris target: the SCRAM-SHA-1 SASL server mechanism fed a client's messages.
+
+The input layout and the invariants are in _harness.CHECKS["sasl_scram_sha_1"]'s docstring.
+Run: .venv/bin/python fuzz/fuzz_sasl_scram_sha_1.py fuzz/corpus/sasl_scram_sha_1
+    -max_total_time=60
+"""
+
+import sys
+
+import _atheris
+
+if __name__ == "__main__":
+    _atheris.run("sasl_scram_sha_1", sys.argv)
