@@ -438,3 +438,17 @@ def test_a_control_character_in_a_reply_fails_the_connection(junk: bytes):
         client.next_event()
     with pytest.raises(RemoteProtocolError):
         client.next_event()  # the connection stays failed
+
+
+def test_a_pipelined_group_is_sent_all_or_nothing():
+    """RFC 2920 3.1: a group goes out whole. When one of its commands cannot
+    be sent (a UTF-8 recipient without SMTPUTF8, RFC 6531 3.4), send_group
+    raises and records nothing, so the MAIL before it was never "sent"."""
+    client = greeted_client()
+    group = [Mail(Address("a", "example.org")), Rcpt(Address("jörg", "example.org"))]
+    with pytest.raises(LocalProtocolError, match="SMTPUTF8"):
+        client.send_group(group)
+    assert client.pending == ()
+    data = client.send_group([Mail(Address("a", "example.org")), Rcpt(Address("b", "example.org"))])
+    assert data == b"MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.org>\r\n"
+    assert [type(command) for command in client.pending] == [Mail, Rcpt]
