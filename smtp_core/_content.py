@@ -1,14 +1,19 @@
 # Message content: the hot path, in both directions.
 #
-# Reading (server): the end of content is exactly CRLF "." CRLF. A virtual
-# CRLF is put in front of the content so that the end at the very start and
-# a dot-stuffed first line need no special case. Each pass finds the end with
+# Reading (server): the end of content is exactly CRLF "." CRLF. A CRLF is
+# pretended in front of the content, so that the end at the very start and a
+# dot-stuffed first line need no special case. Each pass finds the end with
 # one bytes.find; when it is not there yet, everything is handed out except a
-# tail of at most four octets that could begin it ("\r", "\r\n", "\r\n.",
-# "\r\n.\r"). Because no CRLF pair and no "\r\n." is ever cut in two, the
-# un-stuffing is one bytes.replace and the bare CR/LF test is three counts.
-# Line lengths are checked by jumping a window of the line limit with rfind,
-# so the Python loop runs once per ``limit`` octets, not once per line.
+# tail that could begin it ("\r", or the "." or ".\r" after a CRLF, which is
+# kept to be looked at again with the next read). The CRLF of a tail has
+# already been handed out (or is the pretended one): it is content whatever
+# follows, so it is only remembered, never handed out twice. Because no CRLF
+# pair and no "\r\n." is ever cut in two, the un-stuffing is one
+# bytes.split and join, and the bare CR/LF test one replace and two scans.
+# The common read (no dot at a line start before the end, if any) takes a
+# fast path: one find and at most one slice, no split and no copy of the
+# read. Line lengths are checked by jumping a window of the line limit with
+# rfind, so the Python loop runs once per ``limit`` octets, not once per line.
 #
 # Writing (client): the mirror image. A trailing CR is held back until the
 # next chunk shows whether an LF follows, so CRLF normalisation and stuffing
@@ -56,7 +61,6 @@ class ContentReader:
         "_max_size",
         "_policy",
         "_size",
-        "_virtual",
         "leftover",
     )
 
@@ -64,8 +68,9 @@ class ContentReader:
         self._max_line = max_line
         self._max_size = max_size
         self._policy = policy
-        self._held = b"\r\n"  # the virtual CRLF before the content
-        self._virtual = 2
+        # Held back for the next read: b"", b"\r", or a CRLF (the pretended
+        # one, or one already handed out) maybe followed by "." or ".\r".
+        self._held = b"\r\n"
         self._input: list[bytes] = []
         self._line = 0  # octets of the unfinished output line so far
         self._size = 0
@@ -91,15 +96,53 @@ class ContentReader:
         """
         if self._final is not None or not self._input:
             return None
-        if len(self._input) == 1 and not self._held:
-            buf = self._input[0]
-        else:
-            buf = self._held + b"".join(self._input)
+        held = self._held
+        if len(self._input) == 1 and (not held or held == b"\r\n"):
+            data = self._input[0]
+            out = self._read_plain(data, line_start=bool(held))
+            if out is not None:
+                self._input.clear()
+                return out or None
+        return self._read_split()
+
+    def _read_plain(self, data: bytes, line_start: bool) -> bytes | None:
+        """The fast path: one read after nothing held back (so mid-line) or
+        after a CRLF. The checked content, or None when the read needs the
+        general path: a dot starting a line that is not the end, or a tail
+        that could begin the end."""
+        if not data:
+            return b""
+        if line_start and data[0] == 46:  # "."
+            return None
+        position = data.find(b"\r\n.")
+        if position < 0:
+            if data[-1] == 13:  # "\r": its LF, if any, comes with the next read
+                return None
+            self._held = b"\r\n" if data.endswith(b"\r\n") else b""
+            return self._check(data)
+        if data[position + 3 : position + 5] != b"\r\n":
+            return None
+        out = self._check(data[: position + 2])
+        self._finish(data[position + 5 :])
+        return out
+
+    def _read_split(self) -> bytes | None:
+        """The general path: the read (after the held tail, when that
+        matters) split once at every CRLF "." (they never overlap). Joining
+        the parts with CRLF un-stuffs, and the end of content is a split point
+        whose next part starts with CRLF, or is empty with another split
+        after it ("\r\n.\r\n.\r\n": the first end wins)."""
+        held = self._held
+        data = self._input[0] if len(self._input) == 1 else b"".join(self._input)
         self._input.clear()
-        # Split once at every CRLF "." (they never overlap): joining the parts
-        # with CRLF un-stuffs, and the end of content is a split point whose
-        # next part starts with CRLF, or is empty with another split after it
-        # ("\r\n.\r\n.\r\n": the first end wins).
+        if not data:
+            return None
+        if not held or (held == b"\r\n" and data[0] != 46):
+            buf = data  # mid-line, or a line start without a dot: nothing to join
+            skip = 0
+        else:
+            buf = held + data
+            skip = 2 if held[:2] == b"\r\n" else 0  # handed out before, or pretended
         parts = buf.split(b"\r\n.")
         count = len(parts)
         end = -1
@@ -117,39 +160,43 @@ class ContentReader:
         if end > 0:
             body = b"\r\n".join(parts[:end]) + b"\r\n"
             cut = sum(map(len, parts[:end])) + 3 * (end - 1)
-            self.leftover = buf[cut + 5 :]
-            self._held = b""
+            leftover = buf[cut + 5 :]
         else:
-            # Hold back a tail that could begin the end: "\r", "\r\n",
-            # "\r\n." or "\r\n.\r". The last two are the final split point.
-            if buf.endswith(b"\r\n.\r") or buf.endswith(b"\r\n."):
+            # Hold back a tail that could begin the end: "\r" (not handed
+            # out yet), or "\r\n." and "\r\n.\r" (the last split point),
+            # whose CRLF is handed out now. A final CRLF is handed out and
+            # remembered.
+            if buf.endswith((b"\r\n.\r", b"\r\n.")):
                 keep = 4 if buf[-1] == 13 else 3
-                parts.pop()
+                parts[-1] = b""
             elif buf.endswith(b"\r\n"):
                 keep = 2
-                parts[-1] = parts[-1][:-2]
-            elif buf.endswith(b"\r"):
+            elif buf[-1:] == b"\r":
                 keep = 1
                 parts[-1] = parts[-1][:-1]
             else:
                 keep = 0
-            body = b"\r\n".join(parts) if len(parts) > 1 else parts[0] if parts else b""
+            body = b"\r\n".join(parts) if count > 1 else parts[0]
             self._held = buf[len(buf) - keep :] if keep else b""
+        if skip:
+            body = body[skip:]
         out = self._check(body) if body else b""
         if end > 0:
-            if self._fault is not None:
-                self._final = _trusted(MessageRefused, self._fault)
-            else:
-                self._final = _trusted(MessageEnd)
+            self._finish(leftover)
         return out or None
+
+    def _finish(self, leftover: bytes) -> None:
+        self.leftover = leftover
+        self._held = b""
+        if self._fault is not None:
+            self._final = _trusted(MessageRefused, self._fault)
+        else:
+            self._final = _trusted(MessageEnd)
 
     def _check(self, out: bytes) -> bytes:
         # Every rule is checked on all content, even after one was broken, and
         # the refusal is chosen by a fixed order at the end: so the verdict is
         # the same however the bytes were split into reads.
-        if self._virtual:
-            out = out[self._virtual :]
-            self._virtual = 0
         if self._policy is not BareLinePolicy.ALLOW and _has_bare_line_ending(out):
             if self._policy is BareLinePolicy.REJECT:
                 self._refuse(

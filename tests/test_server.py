@@ -571,8 +571,8 @@ def test_size_limit_while_reading_content():
     for line in [b"x" * 70 + b"\r\n"] * 3 + [b".\r\nNOOP\r\n"]:
         server.receive_data(line)
         events += drain(server)
-    # Content before the fault is handed out (its CRLF held until more came).
-    assert events[0] == MessageChunk(b"x" * 70)
+    # Content before the fault is handed out as it came, CRLF and all.
+    assert events[0] == MessageChunk(b"x" * 70 + b"\r\n")
     assert isinstance(events[-1], MessageRefused) and events[-1].reply.code == 552
     server.send(events[-1].reply)
     assert server.next_event() == Noop()
@@ -582,8 +582,9 @@ def test_peer_closing_mid_message_delivers_no_end():
     server = in_message()
     server.receive_data(b"partial\r\n")
     server.receive_data(b"")
-    # The final CRLF could have begun the end, so it was still held back.
-    assert drain(server) == [MessageChunk(b"partial"), ConnectionClosed()]
+    # The content is handed out as it came, but no MessageEnd follows: the
+    # application must not take a message cut short as complete.
+    assert drain(server) == [MessageChunk(b"partial\r\n"), ConnectionClosed()]
     assert server.state is State.CLOSED
 
 
