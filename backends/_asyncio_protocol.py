@@ -31,6 +31,10 @@ from ._tls import PLAINTEXT_AFTER_STARTTLS, tls_info
 __all__ = ["Connection", "Server"]
 
 _PENDING = object()  # a hook or a handshake is running in a task
+_TURN = 64
+"""Replies one callback may produce before the other connections get a turn:
+a peer that pipelines without pause (RFC 2920) delivers up to 256 KiB of
+commands in one read, and answering them all at once would hold the loop."""
 
 
 class Server:
@@ -142,7 +146,9 @@ class Connection(asyncio.Protocol):
         return data
 
     def _advance(self, value: Any) -> None:
-        """Run the driver until it waits for the peer or a task."""
+        """Run the driver until it waits for the peer or a task, or its turn
+        is over (see ``_TURN``)."""
+        replies = 0
         try:
             while True:
                 request = self.steps.send(value)
@@ -150,6 +156,12 @@ class Connection(asyncio.Protocol):
                 kind = type(request)
                 if kind is Write:
                     self.out.append(request.data)  # type: ignore[union-attr]
+                    replies += 1
+                    if replies == _TURN:
+                        # Meanwhile what arrives waits in the inbox, reading paused.
+                        self._flush()
+                        self.loop.call_soon(self._advance, None)
+                        return
                     continue
                 if kind is Read and (self.inbox or self.eof) and not self.write_paused:
                     value = self._take_inbox()
