@@ -8,6 +8,7 @@ import asyncio
 import inspect
 import ssl
 from collections.abc import Awaitable, Generator
+from dataclasses import dataclass, field
 from typing import Any
 
 import smtp_core as smtp
@@ -31,30 +32,24 @@ from ._tls import PLAINTEXT_AFTER_STARTTLS, tls_info
 __all__ = ["Connection", "Server"]
 
 _PENDING = object()  # a hook or a handshake is running in a task
+# Replies one callback may give before other connections get a turn: a read
+# of pipelined commands (RFC 2920) answered at once would hold the loop.
 _TURN = 64
-"""Replies one callback may produce before the other connections get a turn:
-a peer that pipelines without pause (RFC 2920) delivers up to 256 KiB of
-commands in one read, and answering them all at once would hold the loop."""
 
 
+@dataclass(eq=False)
 class Server:
     """What every connection of one listening server shares."""
 
-    def __init__(
-        self,
-        handler: object,
-        config: smtp.ServerConfig,
-        limits: SessionLimits,
-        ssl_context: ssl.SSLContext | None,
-        auth: sasl.Verifiers | None,
-    ) -> None:
-        self.handler = handler
-        self.config = config
-        self.limits = limits
-        self.ssl_context = ssl_context
-        self.auth = auth
-        self.lifecycle = Lifecycle(limits.max_connections)
-        self.connections: set[Connection] = set()
+    handler: object
+    config: smtp.ServerConfig
+    limits: SessionLimits
+    ssl_context: ssl.SSLContext | None
+    auth: sasl.Verifiers | None
+    connections: set[Connection] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.lifecycle = Lifecycle(self.limits.max_connections)
 
 
 class Connection(asyncio.Protocol):

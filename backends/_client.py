@@ -89,7 +89,8 @@ class SendResult:
     def refused(self) -> dict[smtp.Address, smtp.Reply]:
         """Recipients whose RCPT or (LMTP) delivery was refused."""
         out = {a: r for a, r in self.recipients.items() if not r.is_positive}
-        out.update({a: r for a, r in self.delivered.items() if not r.is_positive})
+        if self.delivered:  # LMTP only
+            out.update({a: r for a, r in self.delivered.items() if not r.is_positive})
         return out
 
 
@@ -110,6 +111,38 @@ def _address(value: str | smtp.Address) -> smtp.Address:
 _PARSED: dict[str, smtp.Address] = {}
 
 
+def _mail(
+    reverse: smtp.Address | None, size: int | None, body: smtp.Body | None, smtputf8: bool
+) -> smtp.Mail:
+    # The same envelope goes out again and again, and commands are immutable:
+    # each MAIL and RCPT is built (and validated) once (bounded caches, as above).
+    key = (reverse, size, body, smtputf8)
+    mail = _MAILS.get(key)
+    if mail is None:
+        mail = smtp.Mail(reverse, smtp.MailParams(size=size, body=body, smtputf8=smtputf8))
+        if len(_MAILS) >= 1024:
+            _MAILS.clear()
+        _MAILS[key] = mail
+    return mail
+
+
+def _rcpt(recipient: str | smtp.Address) -> smtp.Rcpt:
+    rcpt = _RCPTS.get(recipient)
+    if rcpt is None:
+        rcpt = smtp.Rcpt(_address(recipient))
+        if len(_RCPTS) >= 1024:
+            _RCPTS.clear()
+        _RCPTS[recipient] = rcpt
+    return rcpt
+
+
+_MAILS: dict[tuple[smtp.Address | None, int | None, smtp.Body | None, bool], smtp.Mail] = {}
+_RCPTS: dict[str | smtp.Address, smtp.Rcpt] = {}
+# Commands without arguments are all alike.
+_DATA = smtp.Data()
+_MESSAGE_END = smtp.MessageEnd()
+
+
 class ClientDriver:
     """One client connection's decisions."""
 
@@ -124,19 +157,26 @@ class ClientDriver:
         self.conn = smtp.ClientConnection(self.config, tls=tls)
         self.timeout = timeout
 
-    def _reply(self) -> Generator[Request, Any, smtp.Reply]:
+    def _replies(self, count: int) -> Generator[Request, Any, list[smtp.Reply]]:
+        """The next ``count`` replies, reading as needed."""
         conn = self.conn
-        while True:
+        replies: list[smtp.Reply] = []
+        while len(replies) < count:
             event = conn.next_event()
             if isinstance(event, smtp.Reply):
-                return event
-            if event is smtp.NEED_DATA:
+                replies.append(event)
+            elif event is smtp.NEED_DATA:
                 data = yield Read(self.timeout)
                 if data is None:
                     raise ServiceRefused(f"no reply within {self.timeout} s", None)
                 conn.receive_data(data)
-                continue
-            raise ServiceRefused("the server closed the connection", None)
+            else:
+                raise ServiceRefused("the server closed the connection", None)
+        return replies
+
+    def _reply(self) -> Generator[Request, Any, smtp.Reply]:
+        [reply] = yield from self._replies(1)
+        return reply
 
     def _exchange(
         self, commands: Sequence[smtp.Command]
@@ -144,17 +184,14 @@ class ClientDriver:
         """Send ``commands`` (as one group when pipelining is allowed) and
         return one reply per command."""
         conn = self.conn
-        replies: list[smtp.Reply] = []
-        pipelining = conn.extensions is not None and conn.extensions.pipelining
-        if pipelining:
+        if conn.extensions is not None and conn.extensions.pipelining:
             # All or nothing: a command refused here leaves nothing half sent.
             yield Write(conn.send_group(commands))
-            for _ in commands:
-                replies.append((yield from self._reply()))
-        else:
-            for command in commands:
-                yield Write(conn.send(command))
-                replies.append((yield from self._reply()))
+            return (yield from self._replies(len(commands)))
+        replies: list[smtp.Reply] = []
+        for command in commands:
+            yield Write(conn.send(command))
+            replies.append((yield from self._reply()))
         return replies
 
     def handshake(self, starttls: str = "none") -> Generator[Request, Any, smtp.Reply]:
@@ -236,58 +273,61 @@ class ClientDriver:
         conn = self.conn
         extensions = conn.extensions or smtp.Extensions()
         reverse = None if sender is None or sender == "" else _address(sender)
-        forward = [_address(r) for r in recipients]
-        if not forward:
+        rcpts = [_rcpt(r) for r in recipients]
+        if not rcpts:
             raise ValueError("a message needs at least one recipient")
-        addresses = [a for a in (reverse, *forward) if a is not None]
-        size = len(content) if isinstance(content, bytes) else None
-        eight_bit = not isinstance(content, bytes) or not content.isascii()
+        forward = [rcpt.forward_path for rcpt in rcpts]
+        whole = content if isinstance(content, bytes) else None  # else chunks
+        ascii_content = whole is not None and whole.isascii()
+        size = len(whole) if whole is not None else None
         # RFC 3030: content that is not text (NUL, bare CR or LF) goes by BDAT
         # as BINARYMIME when the server takes it, octet for octet.
         binary = (
-            isinstance(content, bytes)
+            whole is not None
             and extensions.chunking
             and extensions.binarymime
-            and _is_binary(content)
+            and _is_binary(whole)
         )
-        body = smtp.Body.EIGHT_BIT_MIME if eight_bit and extensions.eightbitmime else None
-        utf8 = not all(a.is_ascii for a in addresses)
+        eightbitmime = extensions.eightbitmime
+        body = smtp.Body.EIGHT_BIT_MIME if not ascii_content and eightbitmime else None
+        utf8 = (reverse is not None and not reverse.is_ascii) or not all(
+            a.is_ascii for a in forward
+        )
         # What would fail half way is refused before anything is sent.
         if utf8 and not extensions.smtputf8:
             raise smtp.LocalProtocolError(
                 "a non-ASCII address needs SMTPUTF8 (RFC 6531), which the server does not offer"
             )
-        seven_bit_only = not extensions.eightbitmime and not binary
-        if seven_bit_only and isinstance(content, bytes) and not content.isascii():
+        seven_bit_only = not eightbitmime and not binary
+        if seven_bit_only and whole is not None and not ascii_content:
             raise smtp.LocalProtocolError(
                 "8-bit content needs 8BITMIME (RFC 6152 section 3), which the server does "
                 "not offer: send it 7-bit (send_message converts an EmailMessage)"
             )
         if (
-            isinstance(content, bytes)
+            whole is not None
             and not binary
             and self.config.bare_line_ending is smtp.BareLinePolicy.REJECT
-            and _has_bare_line_ending(content)
+            and _has_bare_line_ending(whole)
         ):
             raise smtp.LocalProtocolError(
                 "bare CR or LF in the message (the client's policy is REJECT): "
                 "lines must end with CRLF"
             )
-        params = smtp.MailParams(
-            size=size if extensions.size and size is not None else None,
-            body=smtp.Body.BINARY_MIME if binary else body,
-            smtputf8=utf8,
+        mail = _mail(
+            reverse,
+            size if extensions.size and size is not None else None,
+            smtp.Body.BINARY_MIME if binary else body,
+            utf8,
         )
-        mail = smtp.Mail(reverse, params)
-        rcpts = [smtp.Rcpt(address) for address in forward]
         pipelining = extensions.pipelining
         result = SendResult()
         if binary:
-            assert isinstance(content, bytes)
-            return (yield from self._send_chunked(mail, rcpts, forward, content, result))
+            assert whole is not None
+            return (yield from self._send_chunked(mail, rcpts, forward, whole, result))
         if pipelining:
             # RFC 2920: MAIL, every RCPT and DATA in one group.
-            replies = yield from self._exchange([mail, *rcpts, smtp.Data()])
+            replies = yield from self._exchange([mail, *rcpts, _DATA])
             mail_reply, rcpt_replies, data_reply = replies[0], replies[1:-1], replies[-1]
         else:
             [mail_reply] = yield from self._exchange([mail])
@@ -303,12 +343,12 @@ class ClientDriver:
         if not any(reply.is_positive for reply in rcpt_replies):
             if data_reply is not None and data_reply.code == 354:
                 # A server that says 354 with no recipient: end it empty.
-                yield Write(conn.send(smtp.MessageEnd()))
+                yield Write(conn.send(_MESSAGE_END))
                 yield from self._reply()
             yield from self._reset()
             raise RecipientsRefused(result.recipients)
         if data_reply is None:
-            [data_reply] = yield from self._exchange([smtp.Data()])
+            [data_reply] = yield from self._exchange([_DATA])
         if data_reply.code != 354:
             yield from self._reset()
             raise DataRefused("DATA was refused", data_reply)
@@ -325,7 +365,7 @@ class ClientDriver:
                 if held:
                     yield Write(held)
                 held = data
-            end = conn.send(smtp.MessageEnd())
+            end = conn.send(_MESSAGE_END)
         except BaseException:
             # Content cannot be taken back: the only safe way out of DATA is
             # to drop the connection, so the server delivers nothing.

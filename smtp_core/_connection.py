@@ -18,7 +18,7 @@ import base64
 import binascii
 from collections import deque
 from collections.abc import Iterable
-from typing import NoReturn
+from typing import NoReturn, get_args
 
 from ._config import ClientConfig, ServerConfig
 from ._content import ContentReader, ContentWriter
@@ -41,6 +41,7 @@ from ._events import (
     Rcpt,
     Reply,
     _reply,
+    _split_enhanced,
     _trusted,
 )
 from ._extensions import Extensions
@@ -52,14 +53,16 @@ from ._readers import (
     parse_command,
     parse_reply_line,
 )
-from ._receivebuffer import ReceiveBuffer, TooLong
+from ._receivebuffer import Line, ReceiveBuffer, TooLong
 from ._state import (
     GROUP_ENDERS,
+    TABLE,
     Answered,
     Greeting,
     Policy,
     Session,
     State,
+    Step,
     check_command,
     command_line_limit,
 )
@@ -80,6 +83,10 @@ _MAX_REPLY_LINE = 512
 # RFC 5321 4.5.3.1.4: every server takes command lines of 512 octets.
 _MIN_COMMAND_LINE = 512
 _ACCEPTED = {2: Reply(250), 3: Reply(354)}
+_ACCEPTED_250 = _ACCEPTED[2]
+# The command classes themselves: ClientConnection.send takes a short path
+# for exactly these.
+_COMMAND_TYPES = frozenset(get_args(Command))
 # The attributes Postfix's XCLIENT_README and XFORWARD_README define.
 _XCLIENT_ATTRIBUTES = ("NAME", "ADDR", "PORT", "PROTO", "HELO", "LOGIN", "DESTADDR", "DESTPORT")
 _XFORWARD_ATTRIBUTES = ("NAME", "ADDR", "PORT", "PROTO", "HELO", "IDENT", "SOURCE")
@@ -526,6 +533,12 @@ def _check_challenge(reply: Reply) -> None:
         ) from None
 
 
+# What recent one-line replies (complete, CRLF-ended lines) parse to: servers
+# send the same few again and again ("250 2.1.0 Ok"), so each is parsed
+# once. Cleared when full, so replies that all differ cost one lookup.
+_ONE_LINE_REPLIES: dict[bytes, tuple[int, tuple[str, ...], tuple[str, ...], str | None]] = {}
+_ONE_LINE_REPLIES_SIZE = 256
+
 # The wire form of recent replies: most servers send the same few replies
 # over and over, and Reply is immutable. Cleared when full, so replies that
 # are all different ("queued as <id>") cost one lookup and never pile up.
@@ -597,9 +610,17 @@ class ClientConnection(_Connection):
     @property
     def pending(self) -> tuple[Command | MessageEnd, ...]:
         """The commands sent and not yet answered, oldest first."""
-        if not self._pending:
-            return ()
-        return tuple(c for c in self._pending if not isinstance(c, Greeting))
+        pending = self._pending
+        if not pending or type(pending[0]) is Greeting:
+            return ()  # nothing may be sent before the greeting is answered
+        return tuple(pending)  # type: ignore[arg-type]
+
+    def receive_data(self, data: bytes) -> None:
+        """Give the engine bytes from the peer; ``b""`` means the peer closed."""
+        if type(data) is bytes and data and self._error is None and not self._peer_closed:
+            self._buffer.feed(data)  # the usual case, without the calls
+            return
+        super().receive_data(data)
 
     def tls_started(self) -> None:
         """The TLS handshake after the 220 to STARTTLS is done: the client
@@ -610,71 +631,103 @@ class ClientConnection(_Connection):
 
     def next_event(self) -> Event | Sentinel:
         """The next reply from the server, NEED_DATA, or PAUSED during TLS."""
-        self._check_usable()
+        if self._error is not None:
+            raise self._error
         state = self._session.state
         if state is State.CLOSED:
             return _trusted(ConnectionClosed)
         if state is State.TLS_HANDSHAKE:
             return PAUSED
         config = self.config
+        buffer = self._buffer
+        lines = self._lines
         while True:
-            item = self._buffer.take_line(config.max_reply_line)
-            if isinstance(item, TooLong) or self._buffer.overflowing:
-                # No reply can mend this, so say so now rather than at the LF.
-                self._fail(
-                    f"reply line longer than {config.max_reply_line} octets (RFC 5321 4.5.3.1.5)"
-                )
-            if item is None:
+            item = buffer.take_line(config.max_reply_line)
+            if type(item) is not Line:
+                if isinstance(item, TooLong) or buffer.overflowing:
+                    # No reply can mend this, so say so now rather than at the LF.
+                    self._fail(
+                        f"reply line longer than {config.max_reply_line} octets "
+                        "(RFC 5321 4.5.3.1.5)"
+                    )
                 return self._closed() if self._peer_closed else NEED_DATA
+            if not lines and item.crlf:
+                known = _ONE_LINE_REPLIES.get(item.data)
+                if known is not None:
+                    return self._answer(*known)
             try:
                 code, last, text = parse_reply_line(item, config.strict)
             except RemoteProtocolError as error:
                 self._error = error
                 raise
-            if self._lines and code != self._code:
+            if last and not lines:
+                # A one-line reply, the usual kind.
+                received: tuple[str, ...] = (text,)
+                parsed = (code, received, *_split_enhanced(code, received))
+                if item.crlf:
+                    if len(_ONE_LINE_REPLIES) >= _ONE_LINE_REPLIES_SIZE:
+                        _ONE_LINE_REPLIES.clear()
+                    _ONE_LINE_REPLIES[item.data] = parsed
+                return self._answer(*parsed)
+            if lines and code != self._code:
                 self._fail(
                     f"every line of a multiline reply must carry the same code "
                     f"(RFC 5321 4.2.1): {self._code} then {code}"
                 )
             self._code = code
-            self._lines.append(text)
-            if len(self._lines) > config.max_reply_lines:
+            lines.append(text)
+            if len(lines) > config.max_reply_lines:
                 self._fail(f"reply longer than {config.max_reply_lines} lines")
             if last:
                 break
-        lines = tuple(self._lines)
-        self._lines.clear()
-        return self._answer(code, lines)
+        received = tuple(lines)
+        lines.clear()
+        return self._answer(code, received, *_split_enhanced(code, received))
 
-    def _answer(self, code: int, lines: tuple[str, ...]) -> Reply:
+    def _answer(
+        self,
+        code: int,
+        received: tuple[str, ...],
+        lines: tuple[str, ...],
+        enhanced: str | None,
+    ) -> Reply:
+        """The reply ``code`` with ``received`` lines (``lines`` and
+        ``enhanced`` once the enhanced code is taken off) to the oldest
+        pending command."""
         session = self._session
-        if not self._pending:
+        pending = self._pending
+        if not pending:
             if code != 421:
-                self._fail(f"reply {code} {lines[0]!r} came when no command awaited one")
+                self._fail(f"reply {code} {received[0]!r} came when no command awaited one")
             session.state = State.CLOSED
-            return _reply(code, lines, None)
-        command = self._pending[0]
-        reply = _reply(code, lines, None)
-        fault = session.reply_fault(command, reply)
-        if fault is not None:
-            self._fail(f"server broke the protocol: {fault}")
-        if code != 421 and session.per_recipient(command):
+            return _reply(code, lines, enhanced, None)
+        command = pending[0]
+        answers: Command | MessageEnd | None
+        per_recipient = code != 421 and session.lmtp and session.per_recipient(command)
+        if per_recipient:
             # RFC 2033 4.2: after the content, one reply per accepted RCPT.
             if not self._per_recipient:
                 self._per_recipient = list(session.recipients)
-            recipient = self._per_recipient.pop(0)
-            object.__setattr__(reply, "answers", recipient)
+            answers = self._per_recipient[0]
+        else:
+            answers = None if type(command) is Greeting else command  # type: ignore[assignment]
+        reply = _reply(code, lines, enhanced, answers)
+        fault = session.reply_fault(command, reply)
+        if fault is not None:
+            self._fail(f"server broke the protocol: {fault}")
+        if per_recipient:
+            self._per_recipient.pop(0)
             if self._per_recipient:
                 return reply
-        elif not isinstance(command, Greeting):
-            object.__setattr__(reply, "answers", command)
-        self._pending.popleft()
+        pending.popleft()
         if code == 334 and isinstance(command, (Auth, AuthResponse)):
             try:
-                base64.b64decode(lines[0], validate=True)
+                base64.b64decode(received[0], validate=True)
             except (binascii.Error, ValueError):
-                self._fail(f"334 challenge is not base64 (RFC 4954 section 4): {lines[0]!r}")
-        assumed = _accepted(session, command)
+                self._fail(f"334 challenge is not base64 (RFC 4954 section 4): {received[0]!r}")
+        # What the projection assumed of this command, needed only when
+        # commands of the group are still pending (found before the state moves).
+        assumed = _accepted(session, command) if pending else None
         session.apply(command, reply)
         state = session.state
         if state is State.IN_MESSAGE:
@@ -685,8 +738,8 @@ class ClientConnection(_Connection):
         if state is State.TLS_HANDSHAKE and self._buffer:
             self._start_tls()  # raises: replies were injected before the handshake
         if state is State.CLOSED:
-            self._pending.clear()
-        if not self._pending:
+            pending.clear()
+        if assumed is None or not pending:
             self._projected = session.copy()
         elif code // 100 != assumed.code // 100 or isinstance(command, (Ehlo, Helo, Lhlo)):
             # The projection assumed this command would be accepted as such;
@@ -702,7 +755,12 @@ class ClientConnection(_Connection):
 
     def send(self, event: Event) -> bytes:
         """The bytes for a command, a piece of content or the end of content."""
-        self._check_usable()
+        if self._error is not None:
+            raise self._error
+        if type(event) in _COMMAND_TYPES:
+            # The usual case, without the isinstance chain below (which
+            # also takes what derives from a command class).
+            return self._send_command(event)  # type: ignore[arg-type]
         if isinstance(event, ConnectionClosed):
             self._session.state = State.CLOSED
             return b""
@@ -738,11 +796,17 @@ class ClientConnection(_Connection):
             return data
         if isinstance(event, (Reply, MessageRefused, CommandError, ProxyHeader)):
             raise LocalProtocolError(f"a client sends commands and content, not {event!r}")
-        command: Command = event
+        return self._send_command(event)
+
+    def _send_command(self, command: Command) -> bytes:
+        state = self._session.state
+        if state is State.CLOSED:
+            raise LocalProtocolError("the connection is closed")
         if self._chunk_left:
             raise LocalProtocolError(
                 f"the last BDAT still needs {self._chunk_left} octets of content"
             )
+        pending = self._pending
         if pending:
             last = pending[-1]
             if isinstance(last, Greeting):
@@ -762,27 +826,31 @@ class ClientConnection(_Connection):
             raise LocalProtocolError("send the message content and MessageEnd first")
         if state is State.IN_MESSAGE and not pending:
             raise LocalProtocolError("the message content is not finished")
-        refusal = check_command(command, self._projected, self._policy)
+        projected = self._projected
+        refusal = check_command(command, projected, self._policy)
         if refusal is not None:
             raise LocalProtocolError(
-                f"cannot send {_verb(command)} in state {self._projected.state.name}: "
+                f"cannot send {_verb(command)} in state {projected.state.name}: "
                 f"{refusal.text} (a server must answer {refusal.code} {refusal.enhanced})"
             )
         data = write_command(command)
-        kind = type(command)
-        limit = (
-            _MAX_AUTH_LINE
-            if kind in (Auth, AuthResponse)
-            else command_line_limit(kind, self._projected, _MIN_COMMAND_LINE)
-        )
-        if len(data) > limit:
-            # RFC 5321 4.5.3.1.4: a server need not take a longer line.
-            raise LocalProtocolError(
-                f"{_verb(command)} line is {len(data)} octets with its CRLF; "
-                f"at most {limit} may be sent (RFC 5321 4.5.3.1.4)"
+        # Every limit is at least RFC 5321's 512 octets: only a longer line
+        # needs the limit worked out.
+        if len(data) > _MIN_COMMAND_LINE:
+            kind = type(command)
+            limit = (
+                _MAX_AUTH_LINE
+                if kind in (Auth, AuthResponse)
+                else command_line_limit(kind, projected, _MIN_COMMAND_LINE)
             )
+            if len(data) > limit:
+                # RFC 5321 4.5.3.1.4: a server need not take a longer line.
+                raise LocalProtocolError(
+                    f"{_verb(command)} line is {len(data)} octets with its CRLF; "
+                    f"at most {limit} may be sent (RFC 5321 4.5.3.1.4)"
+                )
         pending.append(command)
-        self._projected.apply(command, _accepted(self._projected, command))
+        projected.apply(command, _accepted(projected, command))
         if isinstance(command, Bdat):
             self._chunk_left = command.size
         return data
@@ -812,8 +880,12 @@ class ClientConnection(_Connection):
 
 def _accepted(session: Session, command: Answered) -> Reply:
     """The reply that would accept ``command`` (what the projection assumes)."""
-    entry = session.entry(type(command))
-    return _ACCEPTED.get(getattr(entry, "success_class", 2), _ACCEPTED[2])
+    entry = TABLE[session.state].get(type(command))
+    return (
+        _ACCEPTED_250
+        if type(entry) is not Step
+        else _ACCEPTED.get(entry.success_class, _ACCEPTED_250)
+    )
 
 
 def _verb(command: Answered) -> str:

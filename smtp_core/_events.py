@@ -239,10 +239,26 @@ class Reply:
         return f"Reply({', '.join(parts)})"
 
 
-def _reply(code: int, lines: tuple[str, ...], answers: Command | MessageEnd | None) -> Reply:
-    """A Reply from parsed lines, skipping validation."""
-    lines, enhanced = _split_enhanced(code, lines)
-    return _trusted(Reply, code, lines, enhanced, answers)
+def _reply(
+    code: int,
+    lines: tuple[str, ...],
+    enhanced: str | None,
+    answers: Command | MessageEnd | None,
+) -> Reply:
+    """A Reply from parsed lines (``_split_enhanced`` applied), skipping validation."""
+    # The client makes one for every reply it reads: the slots are set one
+    # by one here, which costs a third of _trusted's loop over them.
+    reply: Reply = object.__new__(Reply)
+    _SET_CODE(reply, code)
+    _SET_LINES(reply, lines)
+    _SET_ENHANCED(reply, enhanced)
+    _SET_ANSWERS(reply, answers)
+    return reply
+
+
+_SET_CODE, _SET_LINES, _SET_ENHANCED, _SET_ANSWERS = (
+    Reply.__dict__[name].__set__ for name in ("code", "lines", "enhanced", "answers")
+)
 
 
 def _check_domain_argument(owner: str, domain: object) -> None:

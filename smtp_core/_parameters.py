@@ -316,7 +316,8 @@ class MailParams:
             words.append(f"MT-PRIORITY={self.mt_priority}")
         if self.deliver_by is not None:
             words.append(f"BY={self.deliver_by}")
-        words.extend(_extra_words(self.extra))
+        if self.extra:
+            words.extend(_extra_words(self.extra))
         return " ".join(words)
 
     def __repr__(self) -> str:
@@ -324,22 +325,30 @@ class MailParams:
 
     def keywords(self) -> tuple[str, ...]:
         """The uppercase keywords present: typed ones first, then ``extra``."""
-        present = [
-            keyword
-            for keyword, is_present in (
-                ("SIZE", self.size is not None),
-                ("BODY", self.body is not None),
-                ("SMTPUTF8", self.smtputf8),
-                ("RET", self.ret is not None),
-                ("ENVID", self.envid is not None),
-                ("AUTH", self.auth is not None),
-                ("REQUIRETLS", self.requiretls),
-                ("MT-PRIORITY", self.mt_priority is not None),
-                ("BY", self.deliver_by is not None),
-            )
-            if is_present
-        ]
-        return (*present, *(keyword for keyword, _ in self.extra))
+        # Plain tests rather than a table: the client and the server ask
+        # this of every MAIL.
+        present: list[str] = []
+        if self.size is not None:
+            present.append("SIZE")
+        if self.body is not None:
+            present.append("BODY")
+        if self.smtputf8:
+            present.append("SMTPUTF8")
+        if self.ret is not None:
+            present.append("RET")
+        if self.envid is not None:
+            present.append("ENVID")
+        if self.auth is not None:
+            present.append("AUTH")
+        if self.requiretls:
+            present.append("REQUIRETLS")
+        if self.mt_priority is not None:
+            present.append("MT-PRIORITY")
+        if self.deliver_by is not None:
+            present.append("BY")
+        for keyword, _ in self.extra:
+            present.append(keyword)
+        return tuple(present)
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -385,7 +394,8 @@ class RcptParams:
             words.append(f"ORCPT={self.orcpt}")
         if self.rrvs is not None:
             words.append(f"RRVS={self.rrvs}")
-        words.extend(_extra_words(self.extra))
+        if self.extra:
+            words.extend(_extra_words(self.extra))
         return " ".join(words)
 
     def __repr__(self) -> str:
@@ -393,16 +403,16 @@ class RcptParams:
 
     def keywords(self) -> tuple[str, ...]:
         """The uppercase keywords present: typed ones first, then ``extra``."""
-        present = [
-            keyword
-            for keyword, is_present in (
-                ("NOTIFY", self.notify is not None),
-                ("ORCPT", self.orcpt is not None),
-                ("RRVS", self.rrvs is not None),
-            )
-            if is_present
-        ]
-        return (*present, *(keyword for keyword, _ in self.extra))
+        present: list[str] = []
+        if self.notify is not None:
+            present.append("NOTIFY")
+        if self.orcpt is not None:
+            present.append("ORCPT")
+        if self.rrvs is not None:
+            present.append("RRVS")
+        for keyword, _ in self.extra:
+            present.append(keyword)
+        return tuple(present)
 
 
 def parse_mail_params(text: str) -> MailParams:

@@ -516,6 +516,12 @@ def check_command(command: Command, session: Session, policy: Policy) -> Refusal
         ):
             return Refusal(503, "5.5.1", "BODY=BINARYMIME needs BDAT (RFC 3030 section 3)")
         return None
+    # MAIL and RCPT, the commands of every transaction, by their exact type
+    # first; the chain below still takes any other (or derived) command.
+    if type(command) is Mail:
+        return _check_mail(command, session, extensions, policy)
+    if type(command) is Rcpt:
+        return _check_rcpt(command, session, extensions, policy)
     if isinstance(command, StartTls):
         if session.tls:
             return Refusal(554, "5.5.1", "TLS is already active")
@@ -542,42 +548,57 @@ def check_command(command: Command, session: Session, policy: Policy) -> Refusal
     elif isinstance(command, Bdat) and not extensions.chunking:
         return Refusal(502, "5.5.1", "BDAT not offered (no CHUNKING)")
     if isinstance(command, Mail):
-        params = command.params
-        for keyword in params.keywords():
-            needed = _MAIL_PARAMETER_EXTENSION.get(keyword)
-            if keyword == "BODY":
-                assert params.body is not None
-                needed = _BODY_EXTENSION[params.body.value]
-            elif needed is None and keyword not in _MAIL_PARAMETER_EXTENSION:
-                if policy.extra_mail is None or keyword in policy.extra_mail:
-                    continue
-                return Refusal(555, "5.5.4", f"MAIL parameter {keyword} not recognized")
-            if needed is not None and needed not in extensions:
-                return Refusal(555, "5.5.4", f"MAIL parameter {keyword} needs {needed}")
-        # RFC 1870 section 6.2: a declared size over the fixed maximum gets 552.
+        return _check_mail(command, session, extensions, policy)
+    if isinstance(command, Rcpt):
+        return _check_rcpt(command, session, extensions, policy)
+    return None
+
+
+def _check_mail(
+    command: Mail, session: Session, extensions: Extensions, policy: Policy
+) -> Refusal | None:
+    params = command.params
+    for keyword in params.keywords():
+        needed = _MAIL_PARAMETER_EXTENSION.get(keyword)
+        if keyword == "BODY":
+            assert params.body is not None
+            needed = _BODY_EXTENSION[params.body.value]
+        elif needed is None and keyword not in _MAIL_PARAMETER_EXTENSION:
+            if policy.extra_mail is None or keyword in policy.extra_mail:
+                continue
+            return Refusal(555, "5.5.4", f"MAIL parameter {keyword} not recognized")
+        if needed is not None and needed not in extensions:
+            return Refusal(555, "5.5.4", f"MAIL parameter {keyword} needs {needed}")
+    # RFC 1870 section 6.2: a declared size over the fixed maximum gets 552.
+    if params.size is not None:
         limit = extensions.max_size
-        if params.size is not None and limit is not None and params.size > limit:
+        if limit is not None and params.size > limit:
             return Refusal(552, "5.3.4", f"message size exceeds the fixed maximum of {limit}")
-        # RFC 6531 section 3.4: UTF-8 addresses only with the SMTPUTF8 parameter.
-        path = command.reverse_path
-        if path is not None and not path.is_ascii and not params.smtputf8:
-            return Refusal(553, "5.6.7", "non-ASCII sender address needs SMTPUTF8")
-    elif isinstance(command, Rcpt):
-        params_r = command.params
-        for keyword in params_r.keywords():
-            needed = _RCPT_PARAMETER_EXTENSION.get(keyword)
-            if needed is None:
-                if policy.extra_rcpt is None or keyword in policy.extra_rcpt:
-                    continue
-                return Refusal(555, "5.5.4", f"RCPT parameter {keyword} not recognized")
-            if needed not in extensions:
-                return Refusal(555, "5.5.4", f"RCPT parameter {keyword} needs {needed}")
-        if not command.forward_path.is_ascii and not (
-            session.mail is not None and session.mail.params.smtputf8
-        ):
-            return Refusal(553, "5.6.7", "non-ASCII recipient address needs SMTPUTF8 on MAIL")
-        # RFC 5321 4.5.3.1.10: too many recipients gets 452, a transient reply.
-        limit_r = policy.max_recipients
-        if limit_r is not None and len(session.recipients) >= limit_r:
-            return Refusal(452, "4.5.3", "too many recipients")
+    # RFC 6531 section 3.4: UTF-8 addresses only with the SMTPUTF8 parameter.
+    path = command.reverse_path
+    if path is not None and not path.is_ascii and not params.smtputf8:
+        return Refusal(553, "5.6.7", "non-ASCII sender address needs SMTPUTF8")
+    return None
+
+
+def _check_rcpt(
+    command: Rcpt, session: Session, extensions: Extensions, policy: Policy
+) -> Refusal | None:
+    params = command.params
+    for keyword in params.keywords():
+        needed = _RCPT_PARAMETER_EXTENSION.get(keyword)
+        if needed is None:
+            if policy.extra_rcpt is None or keyword in policy.extra_rcpt:
+                continue
+            return Refusal(555, "5.5.4", f"RCPT parameter {keyword} not recognized")
+        if needed not in extensions:
+            return Refusal(555, "5.5.4", f"RCPT parameter {keyword} needs {needed}")
+    if not command.forward_path.is_ascii and not (
+        session.mail is not None and session.mail.params.smtputf8
+    ):
+        return Refusal(553, "5.6.7", "non-ASCII recipient address needs SMTPUTF8 on MAIL")
+    # RFC 5321 4.5.3.1.10: too many recipients gets 452, a transient reply.
+    limit = policy.max_recipients
+    if limit is not None and len(session.recipients) >= limit:
+        return Refusal(452, "4.5.3", "too many recipients")
     return None

@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
+from typing import Any
 
 from ._events import (
     Auth,
@@ -40,56 +42,86 @@ def _with_argument(verb: str, argument: str) -> str:
     return f"{verb} {argument}" if argument else verb
 
 
+def _mail(command: Mail) -> str:
+    path = "" if command.reverse_path is None else str(command.reverse_path)
+    return _with_argument(f"MAIL FROM:<{path}>", str(command.params))
+
+
+def _rcpt(command: Rcpt) -> str:
+    return _with_argument(f"RCPT TO:<{command.forward_path}>", str(command.params))
+
+
+def _auth(command: Auth) -> str:
+    # RFC 4954 section 4: "=" stands for an empty initial response.
+    initial = command.initial_response
+    if initial is None:
+        return f"AUTH {command.mechanism}"
+    encoded = base64.b64encode(initial).decode("ascii") if initial else "="
+    return f"AUTH {command.mechanism} {encoded}"
+
+
+def _attributes(verb: str, command: Xclient | Xforward) -> str:
+    pairs = " ".join(f"{name}={xtext_encode(value)}" for name, value in command.attributes)
+    return f"{verb} {pairs}"
+
+
+# One entry per command class, looked up by the exact class; a class derived
+# from one of them is found by trying each in this order.
+_TEXT: dict[type, Callable[[Any], str]] = {
+    Mail: _mail,
+    Rcpt: _rcpt,
+    Ehlo: lambda command: f"EHLO {command.domain}",
+    Helo: lambda command: f"HELO {command.domain}",
+    Data: lambda command: "DATA",
+    Rset: lambda command: "RSET",
+    Quit: lambda command: "QUIT",
+    Noop: lambda command: _with_argument("NOOP", command.text),
+    Help: lambda command: _with_argument("HELP", command.topic),
+    Vrfy: lambda command: f"VRFY {command.text}",
+    Expn: lambda command: f"EXPN {command.text}",
+    Lhlo: lambda command: f"LHLO {command.domain}",
+    StartTls: lambda command: "STARTTLS",
+    Auth: _auth,
+    AuthResponse: lambda command: base64.b64encode(command.data).decode("ascii"),
+    AuthCancel: lambda command: "*",
+    Xclient: lambda command: _attributes("XCLIENT", command),
+    Xforward: lambda command: _attributes("XFORWARD", command),
+    Bdat: lambda command: f"BDAT {command.size} LAST" if command.last else f"BDAT {command.size}",
+}
+
+
 def _command_text(command: Command) -> str:
-    if isinstance(command, Mail):
-        path = "" if command.reverse_path is None else str(command.reverse_path)
-        return _with_argument(f"MAIL FROM:<{path}>", str(command.params))
-    if isinstance(command, Rcpt):
-        return _with_argument(f"RCPT TO:<{command.forward_path}>", str(command.params))
-    if isinstance(command, Ehlo):
-        return f"EHLO {command.domain}"
-    if isinstance(command, Helo):
-        return f"HELO {command.domain}"
-    if isinstance(command, Data):
-        return "DATA"
-    if isinstance(command, Rset):
-        return "RSET"
-    if isinstance(command, Quit):
-        return "QUIT"
-    if isinstance(command, Noop):
-        return _with_argument("NOOP", command.text)
-    if isinstance(command, Help):
-        return _with_argument("HELP", command.topic)
-    if isinstance(command, Vrfy):
-        return f"VRFY {command.text}"
-    if isinstance(command, Expn):
-        return f"EXPN {command.text}"
-    if isinstance(command, Lhlo):
-        return f"LHLO {command.domain}"
-    if isinstance(command, StartTls):
-        return "STARTTLS"
-    if isinstance(command, Auth):
-        # RFC 4954 section 4: "=" stands for an empty initial response.
-        initial = command.initial_response
-        if initial is None:
-            return f"AUTH {command.mechanism}"
-        encoded = base64.b64encode(initial).decode("ascii") if initial else "="
-        return f"AUTH {command.mechanism} {encoded}"
-    if isinstance(command, AuthResponse):
-        return base64.b64encode(command.data).decode("ascii")
-    if isinstance(command, AuthCancel):
-        return "*"
-    if isinstance(command, (Xclient, Xforward)):
-        verb = "XCLIENT" if isinstance(command, Xclient) else "XFORWARD"
-        pairs = " ".join(f"{name}={xtext_encode(value)}" for name, value in command.attributes)
-        return f"{verb} {pairs}"
-    if isinstance(command, Bdat):
-        return f"BDAT {command.size} LAST" if command.last else f"BDAT {command.size}"
-    raise LocalProtocolError(f"not a command: {command!r}")
+    text_of = _TEXT.get(type(command))
+    if text_of is None:
+        for kind, text_of_kind in _TEXT.items():
+            if isinstance(command, kind):
+                return text_of_kind(command)
+        raise LocalProtocolError(f"not a command: {command!r}")
+    return text_of(command)
 
 
 def write_command(command: Command) -> bytes:
     """The command line for ``command``, with its CRLF."""
+    kind = type(command)
+    if kind is not Mail and kind is not Rcpt:
+        return _write_command(command)
+    # A client sends the same envelope again and again, and commands are
+    # immutable: the lines of recent MAIL and RCPT commands are kept. Cleared
+    # when full, so envelopes that all differ cost one lookup.
+    line = _RECENT_LINES.get(command)
+    if line is None:
+        line = _write_command(command)
+        if len(_RECENT_LINES) >= _RECENT_LINES_SIZE:
+            _RECENT_LINES.clear()
+        _RECENT_LINES[command] = line
+    return line
+
+
+_RECENT_LINES: dict[Command, bytes] = {}
+_RECENT_LINES_SIZE = 256
+
+
+def _write_command(command: Command) -> bytes:
     text = _command_text(command)
     try:
         line = text.encode("utf-8")
@@ -97,7 +129,9 @@ def write_command(command: Command) -> bytes:
         raise LocalProtocolError(
             f"a command argument is not encodable as UTF-8 (lone surrogate?): {text!r}"
         ) from error
-    if b"\r" in line or b"\n" in line or b"\0" in line:
+    # Checked on the text, where it is cheaper: in UTF-8 these octets only
+    # ever stand for the characters themselves.
+    if "\r" in text or "\n" in text or "\0" in text:
         raise LocalProtocolError(f"CR, LF or NUL in a command argument: {line!r}")
     return line + b"\r\n"
 
