@@ -17,6 +17,7 @@ from typing import Any, cast
 
 from . import _async
 from ._client import ClientDriver
+from ._deadline import Deadline
 from ._session import HookFailed, Read, Request, StartTls, Write
 from ._tls import PLAINTEXT_AFTER_STARTTLS, tls_info
 
@@ -35,8 +36,7 @@ class ClientProtocol(asyncio.BufferedProtocol):
         self.inbox: list[bytes] = []  # arrived while no Read waited
         self.eof = False
         self.writable: asyncio.Future[None] | None = None  # while writing is paused
-        self.deadline = 0.0
-        self.timer: asyncio.TimerHandle | None = None
+        self.deadline = Deadline(self.loop, self._expire)
         self.steps: Generator[Request, Any, Any] | None = None  # the call under way
         self.done: asyncio.Future[Any] | None = None  # what its caller awaits
         self.reading = False  # the steps wait in a Read
@@ -148,21 +148,11 @@ class ClientProtocol(asyncio.BufferedProtocol):
             self._advance(None)
 
     def _wait(self, timeout: float) -> None:
-        # One timer per connection, moved only when a deadline comes sooner:
-        # most reads just push the deadline on.
         self.reading = True
-        self.deadline = deadline = self.loop.time() + timeout
-        if self.timer is None or self.timer.when() > deadline:
-            if self.timer is not None:
-                self.timer.cancel()
-            self.timer = self.loop.call_at(deadline, self._expire)
+        self.deadline.start(timeout)
 
     def _expire(self) -> None:
-        self.timer = None
         if not self.reading:
-            return
-        if self.loop.time() < self.deadline:
-            self.timer = self.loop.call_at(self.deadline, self._expire)
             return
         self.reading = False
         self._advance(None)  # a timeout: the driver gives up
@@ -213,8 +203,7 @@ class ClientProtocol(asyncio.BufferedProtocol):
         return tls_info(transport.get_extra_info("ssl_object"))
 
     async def aclose(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
+        self.deadline.cancel()
         self.transport.close()
 
 

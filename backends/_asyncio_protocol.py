@@ -14,6 +14,7 @@ from typing import Any
 import smtp_core as smtp
 from smtp_core import sasl
 
+from ._deadline import Deadline
 from ._session import (
     Call,
     Close,
@@ -68,8 +69,7 @@ class Connection(asyncio.Protocol):
         self.eof = False
         self.out: list[bytes] = []
         self.write_paused = False
-        self.deadline = 0.0
-        self.timer: asyncio.TimerHandle | None = None
+        self.deadline = Deadline(self.loop, self._expire)
         self.task: asyncio.Task[None] | None = None
         self.handshaking = False
 
@@ -107,6 +107,7 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
+        self.deadline.cancel()
         self._end()
 
     def _end(self) -> None:
@@ -189,21 +190,11 @@ class Connection(asyncio.Protocol):
             self.out.clear()
 
     def _wait(self, request: Read) -> None:
-        # One timer per connection, moved only when a deadline comes sooner:
-        # most reads just push the deadline on.
         self.waiting = request
-        self.deadline = deadline = self.loop.time() + request.timeout
-        if self.timer is None or self.timer.when() > deadline:
-            if self.timer is not None:
-                self.timer.cancel()
-            self.timer = self.loop.call_at(deadline, self._expire)
+        self.deadline.start(request.timeout)
 
     def _expire(self) -> None:
-        self.timer = None
         if self.waiting is None:
-            return
-        if self.loop.time() < self.deadline:
-            self.timer = self.loop.call_at(self.deadline, self._expire)
             return
         self.waiting = None
         self._advance(None)  # a timeout: the driver says 421 and closes
