@@ -12,7 +12,7 @@ import base64
 import contextlib
 import dataclasses
 import ssl
-from collections.abc import Generator, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from copy import copy as shallow_copy
 from dataclasses import dataclass, field
 from email.generator import BytesGenerator
@@ -20,7 +20,7 @@ from email.message import EmailMessage
 from email.policy import EmailPolicy
 from email.utils import getaddresses
 from io import BytesIO
-from typing import Any
+from typing import Any, TypeVar
 
 import smtp_core as smtp
 from smtp_core import sasl
@@ -41,6 +41,8 @@ __all__ = [
 ]
 
 Steps = Generator[Request, Any, Any]
+_K = TypeVar("_K")
+_V = TypeVar("_V")
 
 
 class SMTPError(Exception):
@@ -94,48 +96,40 @@ class SendResult:
         return out
 
 
+def _remember(cache: dict[_K, _V], key: _K, make: Callable[[_K], _V]) -> _V:
+    """``make(key)``, made once: addresses and commands are immutable and a
+    sender uses the same ones again and again. Each cache is emptied when
+    full (1024 entries), so values that all differ cost one lookup."""
+    value = cache.get(key)
+    if value is None:
+        value = make(key)
+        if len(cache) >= 1024:
+            cache.clear()
+        cache[key] = value
+    return value
+
+
 def _address(value: str | smtp.Address) -> smtp.Address:
     if isinstance(value, smtp.Address):
         return value
-    # Addresses are immutable and a sender sends to the same ones again and
-    # again: parse each once (a bounded cache, emptied when full).
-    address = _PARSED.get(value)
-    if address is None:
-        address = smtp.Address.parse(value)
-        if len(_PARSED) >= 1024:
-            _PARSED.clear()
-        _PARSED[value] = address
-    return address
-
-
-_PARSED: dict[str, smtp.Address] = {}
+    return _remember(_PARSED, value, smtp.Address.parse)
 
 
 def _mail(
     reverse: smtp.Address | None, size: int | None, body: smtp.Body | None, smtputf8: bool
 ) -> smtp.Mail:
-    # The same envelope goes out again and again, and commands are immutable:
-    # each MAIL and RCPT is built (and validated) once (bounded caches, as above).
-    key = (reverse, size, body, smtputf8)
-    mail = _MAILS.get(key)
-    if mail is None:
-        mail = smtp.Mail(reverse, smtp.MailParams(size=size, body=body, smtputf8=smtputf8))
-        if len(_MAILS) >= 1024:
-            _MAILS.clear()
-        _MAILS[key] = mail
-    return mail
+    return _remember(
+        _MAILS,
+        (reverse, size, body, smtputf8),
+        lambda key: smtp.Mail(key[0], smtp.MailParams(size=key[1], body=key[2], smtputf8=key[3])),
+    )
 
 
 def _rcpt(recipient: str | smtp.Address) -> smtp.Rcpt:
-    rcpt = _RCPTS.get(recipient)
-    if rcpt is None:
-        rcpt = smtp.Rcpt(_address(recipient))
-        if len(_RCPTS) >= 1024:
-            _RCPTS.clear()
-        _RCPTS[recipient] = rcpt
-    return rcpt
+    return _remember(_RCPTS, recipient, lambda key: smtp.Rcpt(_address(key)))
 
 
+_PARSED: dict[str, smtp.Address] = {}
 _MAILS: dict[tuple[smtp.Address | None, int | None, smtp.Body | None, bool], smtp.Mail] = {}
 _RCPTS: dict[str | smtp.Address, smtp.Rcpt] = {}
 # Commands without arguments are all alike.
