@@ -3,15 +3,13 @@
 Like every backend it only moves bytes: the session driver
 (``backends._session``) decides, the engine (``smtp_core``) judges. Hooks are
 plain functions here; an ``async def`` hook is a configuration error, which
-the driver answers with 451 4.3.0. A thread blocked in ``recv`` cannot be
-woken, so a read waiting for a command (and only such a read: a message in
-flight is finished first) looks every ``_WAKE_INTERVAL`` s for a shutdown.
+the driver answers with 451 4.3.0. How a connection's bytes move (and how
+an idle session hears of a shutdown) is ``backends._sync_io``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import inspect
 import socket
 import socketserver
 import ssl
@@ -25,7 +23,6 @@ from smtp_core import sasl
 from ._session import (
     Call,
     Close,
-    HookFailed,
     Lifecycle,
     Read,
     Session,
@@ -35,46 +32,11 @@ from ._session import (
     Write,
 )
 from ._sync_client import Client, connect, start_tls_on
+from ._sync_io import Channel, perform
 from ._tls import server_config, tls_info
 
 # The client half lives in its own module; the API is one: backends.sync.
 __all__ = ["Client", "SmtpServer", "connect", "serve", "start_server"]
-
-_READ_SIZE = 65536
-_WAKE_INTERVAL = 0.25  # how late an idle session may hear of a shutdown
-
-
-def _perform(request: Call, handler: object) -> Any:
-    try:
-        result = getattr(handler, request.name)(*request.args)
-    except Exception as error:  # the driver turns it into 451 4.3.0
-        return HookFailed(error)
-    if inspect.isawaitable(result):
-        if inspect.iscoroutine(result):
-            result.close()
-        return HookFailed(TypeError(f"{request.name} is async; the sync backend needs plain hooks"))
-    return result
-
-
-def _receive(sock: socket.socket, request: Read, lifecycle: Lifecycle | None) -> bytes | None:
-    """One read; an idle one also ends (None) once the server is stopping."""
-    if not request.idle or lifecycle is None:
-        sock.settimeout(request.timeout)
-        return sock.recv(_READ_SIZE)
-    deadline = time.monotonic() + request.timeout
-    try:
-        while not lifecycle.stopping:
-            wait = min(deadline - time.monotonic(), _WAKE_INTERVAL)
-            if wait <= 0:
-                return None
-            sock.settimeout(wait)
-            try:
-                return sock.recv(_READ_SIZE)
-            except TimeoutError:
-                continue
-        return None
-    finally:
-        sock.settimeout(request.timeout)  # what the reply and a TLS handshake may take
 
 
 def handle_connection(
@@ -102,6 +64,7 @@ def handle_connection(
     steps = SessionDriver(handler, config, session, limits, auth, lifecycle).run()
     result: Any = None
     sockets.add(sock)
+    channel = Channel(sock, limits.command_timeout)
     out: list[bytes] = []  # replies held until the driver waits (RFC 2920)
     try:
         while True:
@@ -111,20 +74,20 @@ def handle_connection(
                 out.append(request.data)
                 continue
             if out:
-                sock.sendall(b"".join(out))
+                channel.send(b"".join(out) if len(out) > 1 else out[0])
                 out.clear()
             if isinstance(request, Read):
                 try:
-                    result = _receive(sock, request, lifecycle)
-                except TimeoutError:
-                    result = None
+                    result = channel.receive(request, lifecycle)
                 except OSError:
                     result = b""
             elif isinstance(request, Call):
-                result = _perform(request, handler)
+                result = perform(request, handler)
             elif isinstance(request, StartTls):
+                channel.prepare_handshake()
                 sockets.discard(sock)
                 sock, result = start_tls_on(sock, ssl_context, server_side=True, hostname=None)
+                channel.secure(sock)
                 sockets.add(sock)
             elif isinstance(request, Close):
                 break
