@@ -51,9 +51,12 @@ class Server:
 
     def __post_init__(self) -> None:
         self.lifecycle = Lifecycle(self.limits.max_connections)
+        # Every connection reads into it and copies out at once: a fresh 256 KiB
+        # per read (a Protocol's) is mmapped and unmapped by glibc every time.
+        self.space = memoryview(bytearray(262144))  # as much as asyncio reads
 
 
-class Connection(asyncio.Protocol):
+class Connection(asyncio.BufferedProtocol):
     """One session as an asyncio Protocol: what arrives goes to the session
     driver, what it says is written (coalesced until it waits), its hooks run
     in place or, when async, in a task. Back-pressure: reading pauses while
@@ -90,6 +93,12 @@ class Connection(asyncio.Protocol):
         self.steps = driver.run()
         server.connections.add(self)
         self._advance(None)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.server.space
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(bytes(self.server.space[:nbytes]))
 
     def data_received(self, data: bytes) -> None:
         if self.waiting is not None and not self.write_paused:
