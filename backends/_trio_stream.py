@@ -43,6 +43,7 @@ class Stream:
         if isinstance(stream, trio.SocketStream) and os.name == "posix":
             self._socket = stream.socket
         self._idle: trio.CancelScope | None = None  # an idle read's scope
+        self._interrupted = False  # a shutdown asked idle reads to end
         self._unwaited = 0  # octets moved since this task last waited (see _TURN)
 
     def _fd(self) -> int | None:
@@ -91,6 +92,8 @@ class Stream:
                 return b""
         with trio.move_on_after(timeout) as scope:
             self._idle = scope if idle else None
+            if idle and self._interrupted:  # asked while this read looked or yielded
+                scope.cancel()
             try:
                 if fd is None:
                     return bytes(await self.stream.receive_some(_READ_SIZE))
@@ -104,7 +107,9 @@ class Stream:
         return None
 
     def interrupt(self) -> None:
-        """End an idle read now (a shutdown); a read in a message goes on."""
+        """End an idle read now, and any idle read after (a shutdown); a read
+        in a message goes on."""
+        self._interrupted = True
         if self._idle is not None:
             self._idle.cancel()  # a scope already left ignores it
 

@@ -113,3 +113,30 @@ def test_end_of_stream_during_the_yield() -> None:
         return result[0]
 
     assert trio.run(main) == b""
+
+
+def test_shutdown_while_an_idle_reader_yields_ends_the_read() -> None:
+    # The server interrupts idle reads when it shuts down; one that was
+    # looking or yielding at that moment must still end at once (and the
+    # session hear 421), not wait out its command timeout.
+    async def main() -> tuple[bytes | None, float]:
+        ours, peer = await connected_pair()
+        stream = Stream(ours)
+        result: list[bytes | None] = []
+        start = trio.current_time()
+        async with trio.open_nursery() as nursery:
+
+            async def reader() -> None:
+                result.append(await stream.receive(30.0, idle=True))
+
+            nursery.start_soon(reader)
+            await trio.lowlevel.checkpoint()  # the reader found nothing and yielded
+            stream.interrupt()
+        waited = trio.current_time() - start
+        await stream.aclose()
+        await peer.aclose()
+        return result[0], waited
+
+    data, waited = trio.run(main)
+    assert data is None
+    assert waited < 2.0
