@@ -1,13 +1,15 @@
 """The trio backend's stream (``backends._trio_stream``) on plain TCP: a read
 that finds nothing lets the other tasks run and looks again before it waits.
 Whatever happens in those turns, the read must return exactly what the
-peer sent, time out on time, and give the end of stream (never an error or
-another connection's bytes) when its stream was closed meanwhile."""
+peer sent, time out on time, end at a shutdown's interrupt, and give the
+end of stream (never an error or another connection's bytes) when its
+stream was closed meanwhile."""
 
 from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable
 
 import pytest
 import trio
@@ -26,56 +28,80 @@ async def connected_pair() -> tuple[trio.SocketStream, trio.SocketStream]:
     return server, client
 
 
-def test_data_sent_while_the_reader_yields_is_read_whole() -> None:
-    async def main() -> bytes | None:
+def read_while_yielding(
+    meanwhile: Callable[[Stream, trio.SocketStream], object], *, idle: bool = False
+) -> tuple[bytes | None, float]:
+    """Start a read on an empty connection; once it has found nothing and
+    yielded, run ``meanwhile(stream, peer)`` (no checkpoint in it). The read's
+    result, and the seconds it took."""
+
+    async def main() -> tuple[bytes | None, float]:
         ours, peer = await connected_pair()
         stream = Stream(ours)
         result: list[bytes | None] = []
+        start = trio.current_time()
         async with trio.open_nursery() as nursery:
 
             async def reader() -> None:
-                result.append(await stream.receive(5.0))
+                result.append(await stream.receive(30.0, idle=idle))
 
             nursery.start_soon(reader)
             await trio.lowlevel.checkpoint()  # the reader found nothing and yielded
-            os.write(peer.socket.fileno(), b"MAIL FROM:<a@example.org>\r\n")
+            meanwhile(stream, peer)
+        waited = trio.current_time() - start
         await peer.aclose()
         await stream.aclose()
-        return result[0]
+        return result[0], waited
 
-    assert trio.run(main) == b"MAIL FROM:<a@example.org>\r\n"
+    return trio.run(main)
+
+
+def test_data_sent_while_the_reader_yields_is_read_whole() -> None:
+    def send(stream: Stream, peer: trio.SocketStream) -> None:
+        os.write(peer.socket.fileno(), b"MAIL FROM:<a@example.org>\r\n")
+
+    assert read_while_yielding(send)[0] == b"MAIL FROM:<a@example.org>\r\n"
 
 
 def test_stream_closed_while_the_reader_yields_ends_the_read() -> None:
-    async def main() -> tuple[bytes | None, bytes]:
-        ours, peer = await connected_pair()
-        stream = Stream(ours)
-        result: list[bytes | None] = []
-        async with trio.open_nursery() as nursery:
+    def cut_and_reuse(stream: Stream, peer: trio.SocketStream) -> None:
+        # The reader's socket is closed (a shutdown's cut) and the system
+        # gives the freed descriptor number to a new connection, which has
+        # bytes waiting: they are not the old session's to read.
+        first, second = socket.socketpair()
+        ours = stream.stream
+        assert isinstance(ours, trio.SocketStream)
+        number = ours.socket.fileno()
+        ours.socket.close()
+        os.dup2(first.fileno(), number)  # the new connection, at the old number
+        second.sendall(b"someone else's bytes")
+        reused.append((first, second, number))
 
-            async def reader() -> None:
-                result.append(await stream.receive(5.0))
-
-            nursery.start_soon(reader)
-            await trio.lowlevel.checkpoint()  # the reader found nothing and yielded
-            # Meanwhile its socket is closed (a shutdown's cut) and the system
-            # gives the freed descriptor number to a new connection, which
-            # has bytes waiting: they are not the old session's to read.
-            first, second = socket.socketpair()
-            number = ours.socket.fileno()
-            ours.socket.close()
-            os.dup2(first.fileno(), number)  # the new connection, at the old number
-            second.sendall(b"someone else's bytes")
-        await peer.aclose()
-        with first, second:
-            first.setblocking(False)
-            kept = first.recv(100)
-            os.close(number)
-            return result[0], kept
-
-    ended, kept = trio.run(main)
+    reused: list[tuple[socket.socket, socket.socket, int]] = []
+    ended, _ = read_while_yielding(cut_and_reuse)
+    [(first, second, number)] = reused
+    with first, second:
+        first.setblocking(False)
+        left = first.recv(100)
+        os.close(number)
     assert ended == b""
-    assert kept == b"someone else's bytes"
+    assert left == b"someone else's bytes"
+
+
+def test_end_of_stream_during_the_yield() -> None:
+    def close(stream: Stream, peer: trio.SocketStream) -> None:
+        peer.socket.shutdown(socket.SHUT_WR)
+
+    assert read_while_yielding(close)[0] == b""
+
+
+def test_shutdown_while_an_idle_reader_yields_ends_the_read() -> None:
+    # The server interrupts idle reads when it shuts down; one that was
+    # looking or yielding at that moment must still end at once (and the
+    # session hear 421), not wait out its command timeout.
+    data, waited = read_while_yielding(lambda stream, peer: stream.interrupt(), idle=True)
+    assert data is None
+    assert waited < 2.0
 
 
 @pytest.mark.parametrize("timeout", [0.05, 0.3])
@@ -93,50 +119,3 @@ def test_a_read_with_nothing_coming_times_out(timeout: float) -> None:
     data, waited = trio.run(main)
     assert data is None
     assert timeout - 0.01 <= waited < timeout + 0.5
-
-
-def test_end_of_stream_during_the_yield() -> None:
-    async def main() -> bytes | None:
-        ours, peer = await connected_pair()
-        stream = Stream(ours)
-        result: list[bytes | None] = []
-        async with trio.open_nursery() as nursery:
-
-            async def reader() -> None:
-                result.append(await stream.receive(5.0))
-
-            nursery.start_soon(reader)
-            await trio.lowlevel.checkpoint()
-            peer.socket.shutdown(socket.SHUT_WR)
-        await peer.aclose()
-        await stream.aclose()
-        return result[0]
-
-    assert trio.run(main) == b""
-
-
-def test_shutdown_while_an_idle_reader_yields_ends_the_read() -> None:
-    # The server interrupts idle reads when it shuts down; one that was
-    # looking or yielding at that moment must still end at once (and the
-    # session hear 421), not wait out its command timeout.
-    async def main() -> tuple[bytes | None, float]:
-        ours, peer = await connected_pair()
-        stream = Stream(ours)
-        result: list[bytes | None] = []
-        start = trio.current_time()
-        async with trio.open_nursery() as nursery:
-
-            async def reader() -> None:
-                result.append(await stream.receive(30.0, idle=True))
-
-            nursery.start_soon(reader)
-            await trio.lowlevel.checkpoint()  # the reader found nothing and yielded
-            stream.interrupt()
-        waited = trio.current_time() - start
-        await stream.aclose()
-        await peer.aclose()
-        return result[0], waited
-
-    data, waited = trio.run(main)
-    assert data is None
-    assert waited < 2.0
