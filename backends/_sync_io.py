@@ -25,6 +25,7 @@ from time import monotonic
 from typing import Any
 
 from ._session import Call, HookFailed, Lifecycle, Read
+from ._sync_client import start_tls_on
 
 __all__ = ["WAKE_INTERVAL", "Channel", "perform"]
 
@@ -50,7 +51,7 @@ def perform(request: Call, handler: object) -> Any:
 
 
 class Channel:
-    """One connection's socket; ``sock`` changes once TLS starts (``secure``)."""
+    """One connection's socket; ``sock`` changes once TLS starts."""
 
     def __init__(self, sock: socket.socket, timeout: float) -> None:
         self.timeout = timeout  # what a write or a TLS handshake may take
@@ -59,16 +60,14 @@ class Channel:
         self.plain = _KERNEL_TIMEOUTS and not isinstance(sock, ssl.SSLSocket)
         sock.settimeout(None if self.plain else timeout)
 
-    def secure(self, sock: socket.socket) -> None:
-        """From now on the connection is ``sock``, a TLS socket."""
-        self.sock = sock
-        self.plain = False
-        sock.settimeout(self.timeout)
-
-    def prepare_handshake(self) -> None:
-        """Give the socket back its Python timeout for the TLS handshake."""
+    def start_tls(self, context: ssl.SSLContext | None) -> Any:
+        """The server side's TLS handshake (RFC 3207), within the timeout of
+        the last read; the result for the driver. The socket is the TLS one
+        from now on, or stays as it was if the handshake failed."""
         self.sock.settimeout(self.timeout)
         self.plain = False
+        self.sock, result = start_tls_on(self.sock, context, server_side=True, hostname=None)
+        return result
 
     def receive(self, request: Read, lifecycle: Lifecycle | None) -> bytes | None:
         """Some bytes, b"" at the end of the stream, or None once

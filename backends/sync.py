@@ -31,7 +31,7 @@ from ._session import (
     StartTls,
     Write,
 )
-from ._sync_client import Client, connect, start_tls_on
+from ._sync_client import Client, connect
 from ._sync_io import Channel, perform
 from ._tls import server_config, tls_info
 
@@ -63,8 +63,8 @@ def handle_connection(
     session = Session(peer, local, secure is not None, tls_info=tls_info(secure))
     steps = SessionDriver(handler, config, session, limits, auth, lifecycle).run()
     result: Any = None
-    sockets.add(sock)
     channel = Channel(sock, limits.command_timeout)
+    sockets.add(sock)
     out: list[bytes] = []  # replies held until the driver waits (RFC 2920)
     try:
         while True:
@@ -84,17 +84,15 @@ def handle_connection(
             elif isinstance(request, Call):
                 result = perform(request, handler)
             elif isinstance(request, StartTls):
-                channel.prepare_handshake()
-                sockets.discard(sock)
-                sock, result = start_tls_on(sock, ssl_context, server_side=True, hostname=None)
-                channel.secure(sock)
-                sockets.add(sock)
+                sockets.discard(channel.sock)
+                result = channel.start_tls(ssl_context)
+                sockets.add(channel.sock)
             elif isinstance(request, Close):
                 break
     except OSError:
         pass
     finally:
-        sockets.discard(sock)
+        sockets.discard(channel.sock)
         steps.close()
 
 
