@@ -261,6 +261,28 @@ def _xforward(argument: str, config: ServerConfig) -> Command:
     return _trusted(Xforward, _attributes("XFORWARD", argument))
 
 
+# MAIL and RCPT arguments (with the strictness they were judged by) and what
+# they parsed to; cleared when full, so arguments that all differ cost one
+# lookup and never pile up. Only accepted arguments are kept.
+_PATHS: dict[tuple[str, bool, bool], Command] = {}
+_PATHS_SIZE = 256
+
+
+def _parse_once(
+    parse: Callable[[str, ServerConfig], Command], argument: str, mail: bool, config: ServerConfig
+) -> Command:
+    """MAIL or RCPT: the same senders and recipients come again and again,
+    and a parsed command is immutable, so each argument is parsed once."""
+    key = (argument, mail, config.strict)
+    command = _PATHS.get(key)
+    if command is None:
+        command = parse(argument, config)  # raises _Refused: nothing kept
+        if len(_PATHS) >= _PATHS_SIZE:
+            _PATHS.clear()
+        _PATHS[key] = command
+    return command
+
+
 _VERBS: dict[str, tuple[type, Callable[[str, ServerConfig], Command]]] = {
     "XCLIENT": (Xclient, _xclient),
     "XFORWARD": (Xforward, _xforward),
@@ -324,7 +346,10 @@ def parse_command(
     if len(raw) + 2 > command_line_limit(command_type, session, config.max_command_line):
         return _error(raw, 500, "5.5.2", "command line too long"), command_type
     try:
-        command = parse(argument, config)
+        if command_type is Mail or command_type is Rcpt:
+            command = _parse_once(parse, argument, command_type is Mail, config)
+        else:
+            command = parse(argument, config)
     except _Refused as refused:
         return _trusted(CommandError, raw, refused.reply), command_type
     refusal = check_command(command, session, policy)

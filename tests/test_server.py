@@ -672,3 +672,33 @@ def test_requiretls_is_offered_only_under_tls():
     """RFC 8689 section 4.1: REQUIRETLS is advertised only over TLS."""
     server = greeted(ServerConfig(requiretls=True))
     assert server.extensions is not None and not server.extensions.requiretls
+
+
+def _mail_verdicts(lines: list[tuple[bool, bytes]]) -> list[object]:
+    verdicts: list[object] = []
+    for strict, line in lines:
+        server = ServerConnection(ServerConfig(strict=strict))
+        server.send(server.greeting())
+        server.receive_data(b"EHLO client.example\r\n")
+        server.next_event()
+        server.send(server.ehlo_reply())
+        server.receive_data(line)
+        verdicts.append(server.next_event())
+    return verdicts
+
+
+def test_a_mail_argument_seen_before_is_judged_as_the_first_time():
+    # MAIL and RCPT arguments are parsed once and remembered: the verdict
+    # must still depend on the server's strictness (RFC 5321 4.1.2 has no
+    # space after the colon), a refusal must be given again, and a
+    # remembered command must equal a freshly parsed one.
+    spaced = b"MAIL FROM: <a@example.org>\r\n"
+    bad = b"MAIL FROM:<a@@example.org>\r\n"
+    verdicts = _mail_verdicts(
+        [(False, spaced), (True, spaced), (False, spaced), (False, bad), (False, bad)]
+    )
+    lenient, strict, again, refused, refused_again = verdicts
+    assert isinstance(lenient, Mail) and lenient == again
+    assert lenient.reverse_path == Address("a", "example.org")
+    assert isinstance(strict, CommandError) and strict.reply.code == 501
+    assert isinstance(refused, CommandError) and refused == refused_again
