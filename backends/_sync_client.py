@@ -11,27 +11,10 @@ from typing import Any
 import smtp_core as smtp
 
 from ._client import ClientDriver, SendResult, message_parts, prepare
-from ._session import HookFailed, Read, StartTls, Write
-from ._tls import tls_info
+from ._session import Read, StartTls, Write
+from ._sync_io import Channel
 
-__all__ = ["Client", "connect", "start_tls_on"]
-
-_READ_SIZE = 65536
-
-
-def start_tls_on(
-    sock: socket.socket, context: ssl.SSLContext | None, *, server_side: bool, hostname: str | None
-) -> tuple[socket.socket, Any]:
-    """The handshake on ``sock``; the socket to use from now on and the result
-    for the driver. Plaintext already read was checked by the engine; what the
-    kernel still holds is fed to the handshake, which fails on it."""
-    if context is None:
-        return sock, HookFailed(RuntimeError("no TLS context"))
-    try:
-        wrapped = context.wrap_socket(sock, server_side=server_side, server_hostname=hostname)
-    except (ssl.SSLError, OSError) as error:
-        return sock, HookFailed(error)
-    return wrapped, tls_info(wrapped)
+__all__ = ["Client", "connect"]
 
 
 class Client:
@@ -44,7 +27,7 @@ class Client:
         host: str,
         context: ssl.SSLContext | None = None,
     ) -> None:
-        self.sock = sock
+        self.channel = Channel(sock, driver.timeout)
         self.driver = driver
         self.host = host
         self.context = context
@@ -58,17 +41,16 @@ class Client:
                 return stop.value
             result = None
             if isinstance(request, Read):
-                self.sock.settimeout(request.timeout)
-                try:
-                    result = self.sock.recv(_READ_SIZE)
-                except TimeoutError:
-                    result = None
+                result = self.channel.receive(request, None)
             elif isinstance(request, Write):
-                self.sock.sendall(request.data)
+                self.channel.send(request.data)
             elif isinstance(request, StartTls):
-                self.sock, result = start_tls_on(
-                    self.sock, self.context, server_side=False, hostname=self.host
-                )
+                result = self.channel.start_tls(self.context, server_side=False, hostname=self.host)
+
+    @property
+    def sock(self) -> socket.socket:
+        """The connection's socket (a TLS one once TLS has started)."""
+        return self.channel.sock
 
     @property
     def extensions(self) -> smtp.Extensions | None:

@@ -1,4 +1,4 @@
-"""How the blocking server moves one connection's bytes.
+"""How the blocking backend, server and client, moves a connection's bytes.
 
 With several connection threads every system call that releases the GIL is
 a chance to hand it over, and a socket with a Python timeout makes each
@@ -25,9 +25,9 @@ from time import monotonic
 from typing import Any
 
 from ._session import Call, HookFailed, Lifecycle, Read
-from ._sync_client import start_tls_on
+from ._tls import tls_info
 
-__all__ = ["WAKE_INTERVAL", "Channel", "perform"]
+__all__ = ["WAKE_INTERVAL", "Channel", "perform", "start_tls_on"]
 
 READ_SIZE = 65536
 WAKE_INTERVAL = 0.25  # how late an idle session may hear of a shutdown
@@ -50,6 +50,21 @@ def perform(request: Call, handler: object) -> Any:
     return result
 
 
+def start_tls_on(
+    sock: socket.socket, context: ssl.SSLContext | None, *, server_side: bool, hostname: str | None
+) -> tuple[socket.socket, Any]:
+    """The handshake on ``sock``; the socket to use from now on and the result
+    for the driver. Plaintext already read was checked by the engine; what the
+    kernel still holds is fed to the handshake, which fails on it."""
+    if context is None:
+        return sock, HookFailed(RuntimeError("no TLS context"))
+    try:
+        wrapped = context.wrap_socket(sock, server_side=server_side, server_hostname=hostname)
+    except (ssl.SSLError, OSError) as error:
+        return sock, HookFailed(error)
+    return wrapped, tls_info(wrapped)
+
+
 class Channel:
     """One connection's socket; ``sock`` changes once TLS starts."""
 
@@ -60,13 +75,21 @@ class Channel:
         self.plain = _KERNEL_TIMEOUTS and not isinstance(sock, ssl.SSLSocket)
         sock.settimeout(None if self.plain else timeout)
 
-    def start_tls(self, context: ssl.SSLContext | None) -> Any:
-        """The server side's TLS handshake (RFC 3207), within the timeout of
-        the last read; the result for the driver. The socket is the TLS one
-        from now on, or stays as it was if the handshake failed."""
+    def start_tls(
+        self,
+        context: ssl.SSLContext | None,
+        *,
+        server_side: bool = True,
+        hostname: str | None = None,
+    ) -> Any:
+        """The TLS handshake (RFC 3207), within the timeout of the last read;
+        the result for the driver. The socket is the TLS one from now on, or
+        stays as it was if the handshake failed."""
         self.sock.settimeout(self.timeout)
         self.plain = False
-        self.sock, result = start_tls_on(self.sock, context, server_side=True, hostname=None)
+        self.sock, result = start_tls_on(
+            self.sock, context, server_side=server_side, hostname=hostname
+        )
         return result
 
     def receive(self, request: Read, lifecycle: Lifecycle | None) -> bytes | None:
