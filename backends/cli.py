@@ -97,11 +97,12 @@ def _serve(args: argparse.Namespace) -> int:
     protocol = "LMTP" if args.lmtp else "SMTP"
     print(f"smtp-core: {protocol} on {args.host}:{args.port} ({args.backend}), {where}", flush=True)
     serve = partial(_load(args.backend).serve, handler, args.host, args.port, **options)
-    # Ctrl-C cancels serve (sync: interrupts it), which then shuts down
-    # gracefully; a second Ctrl-C during that stops at once.
-    with contextlib.suppress(KeyboardInterrupt):
+    # Ctrl-C (SIGINT) and SIGTERM (a service manager's stop) cancel serve
+    # (sync: interrupt it), which then shuts down gracefully; a second signal
+    # during that stops at once.
+    with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
         if args.backend == "asyncio":
-            asyncio.run(serve())  # which cancels the main task on Ctrl-C (3.11+)
+            asyncio.run(_until_terminated(serve))  # Ctrl-C cancels the main task (3.11+)
         elif args.backend == "trio":
             import trio
 
@@ -113,8 +114,22 @@ def _serve(args: argparse.Namespace) -> int:
                 _until_interrupted, serve, anyio.create_task_group, anyio.open_signal_receiver
             )
         else:
+            # In the main thread, where Python runs signal handlers.
+            signal.signal(signal.SIGTERM, signal.default_int_handler)
             serve()
     return 0
+
+
+async def _until_terminated(serve: Callable[[], Awaitable[None]]) -> None:
+    """Run ``serve``, cancelling it on SIGTERM as asyncio.run does on Ctrl-C."""
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        await serve()
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
 
 
 async def _until_interrupted(
@@ -122,11 +137,11 @@ async def _until_interrupted(
     open_group: Callable[[], Any],
     open_signal_receiver: Callable[..., Any],
 ) -> None:
-    """Run ``serve`` in a nursery (task group) and cancel it on Ctrl-C: left
-    alone, trio raises KeyboardInterrupt in whichever task is running, while
-    a cancellation is what starts ``serve``'s graceful shutdown."""
+    """Run ``serve`` in a nursery (task group) and cancel it on Ctrl-C or
+    SIGTERM: left alone, trio raises KeyboardInterrupt in whichever task is
+    running, while a cancellation is what starts ``serve``'s graceful shutdown."""
     async with open_group() as group:
-        with open_signal_receiver(signal.SIGINT) as interrupts:
+        with open_signal_receiver(signal.SIGINT, signal.SIGTERM) as interrupts:
             group.start_soon(serve)
             async for _ in interrupts:
                 group.cancel_scope.cancel()

@@ -316,10 +316,12 @@ def test_graceful_shutdown_cuts_a_message_that_outlasts_it(name: str):
     assert handler.bodies == []
 
 
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 @pytest.mark.parametrize("backend", ["sync", "asyncio", "trio", "anyio"])
-def test_ctrl_c_on_smtp_core_serve_is_graceful(backend: str):
-    """``smtp-core serve``: Ctrl-C (SIGINT) gives an idle session 421 4.3.2,
-    and the command ends, on every backend."""
+def test_ctrl_c_on_smtp_core_serve_is_graceful(backend: str, stop: signal.Signals):
+    """``smtp-core serve``: Ctrl-C (SIGINT), and SIGTERM as a service manager
+    sends it, give an idle session 421 4.3.2 (RFC 5321 3.8), and the command
+    ends with status 0, on every backend."""
     port = free_port()
     command = [sys.executable, "-m", "backends.cli", "serve", "--sink", "--port", str(port)]
     process = subprocess.Popen([*command, "--backend", backend], stdout=subprocess.DEVNULL)
@@ -336,7 +338,7 @@ def test_ctrl_c_on_smtp_core_serve_is_graceful(backend: str):
             assert idle.reply().startswith(b"220")
             idle.send(b"EHLO idle\r\n")
             assert idle.reply().startswith(b"250")
-            process.send_signal(signal.SIGINT)
+            process.send_signal(stop)
             assert idle.reply().startswith(b"421 4.3.2")
             assert idle.is_closed()
         finally:
