@@ -32,14 +32,20 @@ from ._events import (
     Data,
     Ehlo,
     Event,
+    Expn,
     Helo,
+    Help,
     Lhlo,
     Mail,
     MessageChunk,
     MessageEnd,
     MessageRefused,
+    Noop,
+    Quit,
     Rcpt,
     Reply,
+    Rset,
+    Vrfy,
     _reply,
     _split_enhanced,
     _trusted,
@@ -65,6 +71,7 @@ from ._state import (
     Step,
     check_command,
     command_line_limit,
+    outcome,
 )
 from ._util import (
     NEED_DATA,
@@ -472,7 +479,39 @@ class ServerConnection(_Connection):
                 f"no command awaits a reply in state {session.state.name} "
                 f"(only 421 may be sent unasked), got {reply!r}"
             )
-        refused = type(owed) is CommandError or self._owed_refusal
+        kind = type(owed)
+        if (
+            kind in _PLAIN_ANSWERS
+            and code != 421
+            and self._owed_left == 1
+            and not self._owed_refusal
+        ):
+            # The usual case, decided once per (state, command, reply) and
+            # remembered: the wire bytes and where the reply leads.
+            extensions = session.extensions
+            key = (
+                session.state,
+                kind,
+                id(reply),
+                extensions is not None and "ENHANCEDSTATUSCODES" in extensions._index,
+            )
+            known = _TRANSITIONS.get(key)
+            if known is None or known[0] is not reply:
+                known = _transition(key, session, owed, reply)  # type: ignore[arg-type]
+            _, data, target, accepted = known
+            if accepted:
+                if kind is Mail:
+                    session.mail = owed  # type: ignore[assignment]
+                elif kind is Rcpt:
+                    session.recipients += (owed,)  # type: ignore[operator]
+            if target is not None:
+                if target is State.GREETED or target is State.READY:
+                    session.mail = None
+                    session.recipients = ()
+                session.state = target
+            self._owed_left = 0
+            return self._answered(data)
+        refused = kind is CommandError or self._owed_refusal
         if owed is not None and code != 421:
             if refused:
                 if code < 400:
@@ -486,9 +525,9 @@ class ServerConnection(_Connection):
                 fault = session.reply_fault(owed, reply)
                 if fault is not None:
                     raise LocalProtocolError(fault)
-                if code == 334 and type(owed) in (Auth, AuthResponse):
+                if code == 334 and kind in (Auth, AuthResponse):
                     _check_challenge(reply)
-        if type(owed) is CommandError or owed is None:
+        if kind is CommandError or owed is None:
             answered: Answered | None = self._owed_command
         else:
             answered = owed  # type: ignore[assignment]
@@ -499,11 +538,16 @@ class ServerConnection(_Connection):
             self._owed_left -= 1
             if self._owed_left > 0:
                 return data  # LMTP: more per-recipient replies are owed
-            if answered is not None and (type(owed) is not CommandError or self._owed_command):
+            if answered is not None and (kind is not CommandError or self._owed_command):
                 session.apply(answered, reply)
+        return self._answered(data)
+
+    def _answered(self, data: bytes) -> bytes:
+        """The reply owed was sent: get ready for what the state now reads."""
         self._owed = None
         self._owed_command = None
         self._owed_refusal = False
+        session = self._session
         state = session.state
         if state is State.IN_MESSAGE and self._content is None:
             config = self.config
@@ -531,6 +575,34 @@ def _check_challenge(reply: Reply) -> None:
         raise LocalProtocolError(
             f"a 334 to AUTH carries one line of base64 (RFC 4954 section 4), got {reply!r}"
         ) from None
+
+
+# Commands whose replies only move the state (and keep MAIL and RCPT): the
+# reply to one of these is judged once per (state, command, reply object,
+# whether ENHANCEDSTATUSCODES is in force) and remembered. Replies are
+# immutable and usually module constants; the entry holds its reply, so the
+# id in the key cannot be reused while it is kept. Cleared when full, so
+# replies made afresh each time cost one lookup and never pile up.
+_PLAIN_ANSWERS = frozenset({Mail, Rcpt, Data, MessageEnd, Rset, Noop, Quit, Vrfy, Expn, Help})
+_TRANSITIONS: dict[tuple[State, type, int, bool], tuple[Reply, bytes, State | None, bool]] = {}
+_TRANSITIONS_SIZE = 256
+
+
+def _transition(
+    key: tuple[State, type, int, bool], session: Session, owed: Answered, reply: Reply
+) -> tuple[Reply, bytes, State | None, bool]:
+    """Judge ``reply`` to ``owed`` (raises LocalProtocolError when it cannot
+    answer it, remembering nothing) and remember the verdict under ``key``."""
+    fault = session.reply_fault(owed, reply)
+    if fault is not None:
+        raise LocalProtocolError(fault)
+    data = _wire(reply, session.default_enhanced(owed, reply))
+    target, accepted = outcome(session.state, type(owed), reply.code) or (None, False)
+    known = (reply, data, target, accepted)
+    if len(_TRANSITIONS) >= _TRANSITIONS_SIZE:
+        _TRANSITIONS.clear()
+    _TRANSITIONS[key] = known
+    return known
 
 
 # What recent one-line replies (complete, CRLF-ended lines) parse to: servers

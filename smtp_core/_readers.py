@@ -11,6 +11,7 @@ import base64
 import binascii
 import re
 from collections.abc import Callable
+from typing import Any
 
 from ._address import Address, PathError, parse_forward_path, parse_reverse_path
 from ._config import ServerConfig
@@ -41,7 +42,7 @@ from ._events import (
 )
 from ._parameters import ParameterError, parse_mail_params, parse_rcpt_params, xtext_decode
 from ._receivebuffer import Line
-from ._state import Policy, Refusal, Session, check_command, command_line_limit
+from ._state import TABLE, Policy, Refusal, Session, check_command, command_line_limit
 from ._util import LocalProtocolError, RemoteProtocolError
 
 __all__ = [
@@ -261,28 +262,6 @@ def _xforward(argument: str, config: ServerConfig) -> Command:
     return _trusted(Xforward, _attributes("XFORWARD", argument))
 
 
-# MAIL and RCPT arguments (with the strictness they were judged by) and what
-# they parsed to; cleared when full, so arguments that all differ cost one
-# lookup and never pile up. Only accepted arguments are kept.
-_PATHS: dict[tuple[str, bool, bool], Command] = {}
-_PATHS_SIZE = 256
-
-
-def _parse_once(
-    parse: Callable[[str, ServerConfig], Command], argument: str, mail: bool, config: ServerConfig
-) -> Command:
-    """MAIL or RCPT: the same senders and recipients come again and again,
-    and a parsed command is immutable, so each argument is parsed once."""
-    key = (argument, mail, config.strict)
-    command = _PATHS.get(key)
-    if command is None:
-        command = parse(argument, config)  # raises _Refused: nothing kept
-        if len(_PATHS) >= _PATHS_SIZE:
-            _PATHS.clear()
-        _PATHS[key] = command
-    return command
-
-
 _VERBS: dict[str, tuple[type, Callable[[str, ServerConfig], Command]]] = {
     "XCLIENT": (Xclient, _xclient),
     "XFORWARD": (Xforward, _xforward),
@@ -308,6 +287,53 @@ def _error(line: bytes, code: int, enhanced: str, text: str) -> CommandError:
     return _trusted(CommandError, line, Reply(code, _short(text), enhanced))
 
 
+# Recent command lines (with their ending and the strictness they were
+# judged by) and what the line alone says: its command type, its verb, and
+# what its argument parsed to, a Command or the CommandError it earns. Clients
+# send the same few lines again and again ("MAIL FROM:<bounces@...>", "DATA")
+# and events are immutable, so each line is read once; whatever depends on
+# the session is judged afresh every time. AUTH lines carry credentials and
+# BDAT lines are judged by the configuration too: neither is kept. Cleared
+# when full, so lines that all differ cost one lookup and never pile up.
+_LINES: dict[tuple[bytes, bool, bool], tuple[type | None, str, Command | CommandError]] = {}
+_LINES_SIZE = 256
+_UNKEPT = (Auth, Bdat)
+
+
+def _read_line(raw: bytes, crlf: bool, config: ServerConfig) -> tuple[type | None, str, Any]:
+    """What a command line says by itself: (None, verb, CommandError) for a
+    line refused whatever the state, else its command type, its verb, and
+    its parsed Command or the CommandError its argument earns."""
+    if not crlf and config.strict:
+        return (
+            None,
+            "",
+            _error(raw, 500, "5.5.2", "command line must end with CRLF (RFC 5321 2.3.8)"),
+        )
+    if raw.translate(None, _CONTROLS) != raw:
+        return None, "", _error(raw, 501, "5.5.2", "control character in command line")
+    if raw.isascii():
+        text = raw.decode("ascii")
+    else:
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return None, "", _error(raw, 501, "5.5.2", "command line is not valid UTF-8")
+    verb, _, argument = text.partition(" ")
+    # RFC 5321 2.4: verbs are ASCII; str.upper() would fold U+017F into "S".
+    verb = verb.upper() if verb.isascii() else verb
+    known = _VERBS.get(verb)
+    if known is None:
+        if verb in _NOT_IMPLEMENTED:
+            return None, verb, _error(raw, 502, "5.5.1", f"{verb} not implemented")
+        return None, verb, _error(raw, 500, "5.5.1", "command not recognized")
+    command_type, parse = known
+    try:
+        return command_type, verb, parse(argument, config)
+    except _Refused as refused:
+        return command_type, verb, _trusted(CommandError, raw, refused.reply)
+
+
 def parse_command(
     line: Line, session: Session, config: ServerConfig, policy: Policy
 ) -> tuple[Command | CommandError, type | None]:
@@ -318,40 +344,31 @@ def parse_command(
     exchange: the reply to it moves the state like any reply to that type.
     """
     raw = line.data
-    if not line.crlf and config.strict:
-        return _error(raw, 500, "5.5.2", "command line must end with CRLF (RFC 5321 2.3.8)"), None
-    if raw.translate(None, _CONTROLS) != raw:
-        return _error(raw, 501, "5.5.2", "control character in command line"), None
-    if raw.isascii():
-        text = raw.decode("ascii")
-    else:
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            return _error(raw, 501, "5.5.2", "command line is not valid UTF-8"), None
-    verb, _, argument = text.partition(" ")
-    # RFC 5321 2.4: verbs are ASCII; str.upper() would fold U+017F into "S".
-    verb = verb.upper() if verb.isascii() else verb
-    known = _VERBS.get(verb)
+    key = (raw, line.crlf, config.strict)
+    known = _LINES.get(key)
     if known is None:
-        if verb in _NOT_IMPLEMENTED:
-            return _error(raw, 502, "5.5.1", f"{verb} not implemented"), None
-        return _error(raw, 500, "5.5.1", "command not recognized"), None
-    command_type, parse = known
-    entry = session.entry(command_type)
-    if isinstance(entry, Refusal):
+        known = _read_line(raw, line.crlf, config)
+        if known[0] not in _UNKEPT:
+            if len(_LINES) >= _LINES_SIZE:
+                _LINES.clear()
+            _LINES[key] = known
+    command_type, verb, command = known
+    if command_type is None:
+        return command, None
+    # What the session says comes first: out of sequence, then too long for
+    # the extensions in force, then what the argument itself earned.
+    entry = TABLE[session.state].get(command_type)
+    if type(entry) is Refusal:
         return _trusted(CommandError, raw, entry.reply()), command_type
     if entry is None:
         return _error(raw, 503, "5.5.1", f"{verb} not allowed now"), command_type
-    if len(raw) + 2 > command_line_limit(command_type, session, config.max_command_line):
+    limit = config.max_command_line
+    if command_type is Mail or command_type is Rcpt:
+        limit = command_line_limit(command_type, session, limit)
+    if len(raw) + 2 > limit:
         return _error(raw, 500, "5.5.2", "command line too long"), command_type
-    try:
-        if command_type is Mail or command_type is Rcpt:
-            command = _parse_once(parse, argument, command_type is Mail, config)
-        else:
-            command = parse(argument, config)
-    except _Refused as refused:
-        return _trusted(CommandError, raw, refused.reply), command_type
+    if isinstance(command, CommandError):
+        return command, command_type
     refusal = check_command(command, session, policy)
     if refusal is not None:
         return _trusted(CommandError, raw, refusal.reply()), command_type

@@ -359,15 +359,10 @@ class Session:
             self.state = State.CLOSED
             return
         command_type = type(command)
-        entry = TABLE[self.state].get(command_type)
-        if type(entry) is not Step:
+        moved = outcome(self.state, command_type, code)
+        if moved is None:
             return
-        kind = code // 100
-        accepted = kind == entry.success_class
-        if kind == 3 and entry.on_intermediate is not None:
-            target: State | None = entry.on_intermediate
-        else:
-            target = entry.on_success if accepted else entry.on_failure
+        target, accepted = moved
         if accepted:
             if command_type is Mail:
                 self.mail = command  # type: ignore[assignment]
@@ -410,6 +405,20 @@ class Session:
         if code < 300:
             return _DEFAULT_SUCCESS.get(type(command), "2.0.0")
         return _DEFAULT_BY_CODE.get(code, f"{code // 100}.0.0")
+
+
+def outcome(state: State, command_type: type, code: int) -> tuple[State | None, bool] | None:
+    """Where a reply ``code`` (not 421) to a ``command_type`` leads from
+    ``state`` (None: it stays) and whether it accepted the command; None
+    when the command is not allowed there, so no reply to it moves anything."""
+    entry = TABLE[state].get(command_type)
+    if type(entry) is not Step:
+        return None
+    kind = code // 100
+    accepted = kind == entry.success_class
+    if kind == 3 and entry.on_intermediate is not None:
+        return entry.on_intermediate, accepted
+    return (entry.on_success if accepted else entry.on_failure), accepted
 
 
 def _name(command: Answered) -> str:

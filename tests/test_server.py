@@ -12,6 +12,7 @@ from smtp_core import (
     NEED_DATA,
     PAUSED,
     Address,
+    Auth,
     Body,
     CommandError,
     ConnectionClosed,
@@ -688,7 +689,7 @@ def _mail_verdicts(lines: list[tuple[bool, bytes]]) -> list[object]:
 
 
 def test_a_mail_argument_seen_before_is_judged_as_the_first_time():
-    # MAIL and RCPT arguments are parsed once and remembered: the verdict
+    # Command lines are read once and remembered: the verdict
     # must still depend on the server's strictness (RFC 5321 4.1.2 has no
     # space after the colon), a refusal must be given again, and a
     # remembered command must equal a freshly parsed one.
@@ -702,3 +703,99 @@ def test_a_mail_argument_seen_before_is_judged_as_the_first_time():
     assert lenient.reverse_path == Address("a", "example.org")
     assert isinstance(strict, CommandError) and strict.reply.code == 501
     assert isinstance(refused, CommandError) and refused == refused_again
+
+
+def test_a_reply_sent_before_is_judged_anew_for_each_command_state_and_session():
+    # The verdict on a reply (its bytes and where it leads) is remembered per
+    # state, command, reply and whether ENHANCEDSTATUSCODES is in force. The
+    # same Reply object must still get the enhanced code of its command (RFC
+    # 3463 3.2: X.1.0 sender, X.1.5 recipient), none where no EHLO advertised
+    # the extension (RFC 2034 section 3), and move only its own session.
+    ok = Reply(250, "ok")
+    plain = greeted(ServerConfig(), hello="HELO c.example")  # no extensions
+    fancy = greeted()
+    wire = []
+    for server in (fancy, plain, fancy, plain):
+        server.receive_data(b"NOOP\r\n")
+        assert server.next_event() == Noop()
+        wire.append(server.send(ok))
+        server.receive_data(b"MAIL FROM:<a@example.org>\r\n")
+        assert isinstance(server.next_event(), Mail)
+        wire.append(server.send(ok))
+        server.receive_data(b"RCPT TO:<b@example.org>\r\n")
+        assert isinstance(server.next_event(), Rcpt)
+        wire.append(server.send(ok))
+        server.receive_data(b"RSET\r\n")
+        assert server.next_event() == Rset()
+        assert server.state is State.HAS_RECIPIENTS and server.recipients
+        wire.append(server.send(ok))
+        assert server.state is State.GREETED and server.transaction is None
+    with_codes = [
+        b"250 2.0.0 ok\r\n",
+        b"250 2.1.0 ok\r\n",
+        b"250 2.1.5 ok\r\n",
+        b"250 2.0.0 ok\r\n",
+    ]
+    without = [b"250 ok\r\n"] * 4
+    assert wire == with_codes + without + with_codes + without
+    # One session's accepted MAIL is not another's.
+    accept(fancy, b"MAIL FROM:<c@example.org>\r\n", ok)
+    assert fancy.state is State.IN_TRANSACTION and plain.state is State.GREETED
+    assert plain.transaction is None
+
+
+def test_a_reply_that_cannot_answer_is_refused_every_time():
+    # RFC 5321 4.1.1.10: QUIT is answered 221; 4.3.2: MAIL is not answered
+    # 354. A wrong reply is never remembered as if it had been right, and
+    # changes nothing, however often it is tried.
+    server = greeted()
+    wrong = Reply(354, "go on")
+    server.receive_data(b"MAIL FROM:<a@example.org>\r\n")
+    assert isinstance(server.next_event(), Mail)
+    for _ in range(3):
+        with pytest.raises(LocalProtocolError, match="354"):
+            server.send(wrong)
+        assert server.state is State.GREETED and server.transaction is None
+    assert server.send(Reply(250, "ok")) == b"250 2.1.0 ok\r\n"
+    server.receive_data(b"QUIT\r\n")
+    assert isinstance(server.next_event(), Quit)
+    for _ in range(2):
+        with pytest.raises(LocalProtocolError, match="221"):
+            server.send(Reply(250, "bye"))
+    assert server.send(Reply(221, "bye")) == b"221 2.0.0 bye\r\n"
+    assert server.state is State.CLOSED
+
+
+def test_a_line_seen_before_is_judged_again_in_the_state_it_comes_in():
+    # A remembered line still gets the verdict of the moment: RFC 5321 4.3.2
+    # (503 out of sequence comes before whatever the argument earns), 4.1.1.4
+    # (DATA needs a recipient), 4.5.3.1.10 (452 once the recipients are as
+    # many as allowed), and a bare LF is judged as such, not as the CRLF line.
+    server = greeted(ServerConfig(max_recipients=1))
+    bad_argument = b"RCPT TO:<b@@example.org>\r\n"
+    assert refused(server, b"DATA\r\n").code == 503
+    assert refused(server, bad_argument).code == 503
+    accept(server, b"MAIL FROM:<a@example.org>\r\n")
+    assert refused(server, bad_argument).code == 501
+    accept(server, b"RCPT TO:<b@example.org>\r\n")
+    assert refused(server, b"RCPT TO:<b@example.org>\r\n").code == 452
+    assert one(server, b"DATA\r\n") == Data()
+    strict = greeted(ServerConfig(strict=True))
+    assert refused(strict, b"RSET\n").code == 500
+    assert accept(strict, b"RSET\r\n") == Rset()
+
+
+def test_auth_lines_are_not_remembered():
+    # RFC 4954 section 4: an AUTH line may carry the credentials (PLAIN's
+    # initial response); the engine keeps no copy of it once judged.
+    from smtp_core import _readers
+
+    config = ServerConfig(auth_mechanisms=("PLAIN",), auth_requires_tls=False)
+    server = greeted(config)
+    line = b"AUTH PLAIN AGFubgBzM2NyZXQ="
+    event = one(server, line + b"\r\n")
+    assert event == Auth("PLAIN", b"\0ann\0s3cret")
+    assert not any(key[0] == line for key in _readers._LINES)
+    one_more = greeted()
+    accept(one_more, b"NOOP remembered\r\n")
+    assert any(key[0] == b"NOOP remembered" for key in _readers._LINES)
