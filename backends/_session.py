@@ -231,28 +231,45 @@ class SessionDriver:
             smtp.Helo: self._hello,
             smtp.Mail: self._mail,
             smtp.Rcpt: self._rcpt,
-            smtp.Data: self._data,
             smtp.Bdat: self._bdat,
             smtp.MessageEnd: self._deliver,
             smtp.MessageRefused: self._message_refused,
             smtp.Rset: self._rset,
             smtp.Quit: self._quit,
-            smtp.Noop: self._noop,
             smtp.Vrfy: self._vrfy,
             smtp.StartTls: self._starttls,
             smtp.Auth: self._authenticate,
             smtp.AuthResponse: self._authenticate,
             smtp.AuthCancel: self._authenticate,
+        }
+        # Answers that call no hook here, given without a generator of their own.
+        self._plain: dict[type, Any] = {
+            smtp.Data: self._data,
+            smtp.Noop: self._noop,
             smtp.Help: self._help,
         }
+        for kind, hook, answered in (
+            (smtp.Mail, "on_mail", self._mail_answered),
+            (smtp.Rcpt, "on_rcpt", self._rcpt_answered),
+            (smtp.Rset, "on_rset", self._rset_answered),
+        ):
+            if hook not in self.hooks:
+                self._plain[kind] = answered
 
     def run(self) -> Steps:
+        lifecycle = self.lifecycle
+        admitted = lifecycle is None or lifecycle.admit()
         try:
-            yield from self._run()
+            if admitted:
+                yield from self._converse(self.conn, self.limits, lifecycle)
+            else:
+                yield from self._send(_TOO_MANY_CONNECTIONS)
         except smtp.RemoteProtocolError as error:
             if error.reply is not None:
                 yield Write(error.reply.to_bytes())
         finally:
+            if admitted and lifecycle is not None:
+                lifecycle.release()
             self._drop_message()
         yield _CLOSE
 
@@ -276,19 +293,6 @@ class SessionDriver:
             self.spool.close()
             self.spool = None
 
-    def _run(self) -> Steps:
-        conn = self.conn
-        limits = self.limits
-        lifecycle = self.lifecycle
-        if lifecycle is not None and not lifecycle.admit():
-            yield from self._send(_TOO_MANY_CONNECTIONS)
-            return
-        try:
-            yield from self._converse(conn, limits, lifecycle)
-        finally:
-            if lifecycle is not None:
-                lifecycle.release()
-
     def _converse(
         self, conn: smtp.ServerConnection, limits: SessionLimits, lifecycle: Lifecycle | None
     ) -> Steps:
@@ -302,6 +306,7 @@ class SessionDriver:
         greeting = yield from self._hook("on_connect", self.session)
         yield from self._send(greeting or conn.greeting())
         answers = self._answers
+        plain_answers = self._plain
         next_event = conn.next_event
         closed = smtp.State.CLOSED
         in_content = (smtp.State.IN_MESSAGE, smtp.State.IN_CHUNKING)
@@ -344,8 +349,11 @@ class SessionDriver:
                 if isinstance(outcome, HookFailed):
                     self.chunk_failed = True
             else:
-                answer = answers.get(kind, self._not_available)
-                yield from answer(event)
+                plain = plain_answers.get(kind)
+                if plain is not None:
+                    yield Write(plain(event))
+                else:
+                    yield from answers.get(kind, self._not_available)(event)
                 deadline = None  # answered: the wait for the next command starts
 
     def _refused(self, event: smtp.CommandError) -> Steps:
@@ -368,27 +376,29 @@ class SessionDriver:
         yield Write(self.conn.send(reply or self.conn.ehlo_reply()))
 
     def _mail(self, event: smtp.Mail) -> Steps:
-        reply = None
-        if "on_mail" in self.hooks:
-            reply = yield from self._hook("on_mail", self.session, event)
+        reply = yield from self._hook("on_mail", self.session, event)
+        yield Write(self._mail_answered(event, reply))
+
+    def _mail_answered(self, event: smtp.Mail, reply: smtp.Reply | None = None) -> bytes:
         reply = reply or _SENDER_OK
         if reply.code < 300:
             self.envelope = Envelope(event)
-        yield Write(self.conn.send(reply))
+        return self.conn.send(reply)
 
     def _rcpt(self, event: smtp.Rcpt) -> Steps:
-        reply = None
-        if "on_rcpt" in self.hooks:
-            reply = yield from self._hook("on_rcpt", self.session, self.envelope, event)
+        reply = yield from self._hook("on_rcpt", self.session, self.envelope, event)
+        yield Write(self._rcpt_answered(event, reply))
+
+    def _rcpt_answered(self, event: smtp.Rcpt, reply: smtp.Reply | None = None) -> bytes:
         reply = reply or _RECIPIENT_OK
         if reply.code < 300 and self.envelope is not None:
             self.envelope.recipients.append(event)
-        yield Write(self.conn.send(reply))
+        return self.conn.send(reply)
 
-    def _data(self, event: smtp.Data) -> Steps:
+    def _data(self, event: smtp.Data) -> bytes:
         if not self.streaming:
             self.spool = self._new_spool()
-        yield Write(self.conn.send(_GO_AHEAD))
+        return self.conn.send(_GO_AHEAD)
 
     def _bdat(self, event: smtp.Bdat) -> Steps:
         if event.last:
@@ -402,25 +412,28 @@ class SessionDriver:
         yield Write(self.conn.send(event.reply))
 
     def _rset(self, event: smtp.Rset) -> Steps:
+        reply = yield from self._hook("on_rset", self.session)
+        yield Write(self._rset_answered(event, reply))
+
+    def _rset_answered(self, event: smtp.Rset, reply: smtp.Reply | None = None) -> bytes:
         self._drop_message()
         self.envelope = None
-        reply = yield from self._hook("on_rset", self.session)
-        yield Write(self.conn.send(reply or _RESET))
+        return self.conn.send(reply or _RESET)
 
     def _quit(self, event: smtp.Quit) -> Steps:
         reply = yield from self._hook("on_quit", self.session)
         yield Write(self.conn.send(reply or _BYE))
 
-    def _noop(self, event: smtp.Noop) -> Steps:
-        yield Write(self.conn.send(_OK))
+    def _noop(self, event: smtp.Noop) -> bytes:
+        return self.conn.send(_OK)
 
     def _vrfy(self, event: smtp.Vrfy) -> Steps:
         # RFC 5321 3.5.3: 252 when the server will not verify.
         reply = yield from self._hook("on_vrfy", self.session, event)
         yield Write(self.conn.send(reply or _CANNOT_VERIFY))
 
-    def _help(self, event: smtp.Help) -> Steps:
-        yield Write(self.conn.send(_HELP))
+    def _help(self, event: smtp.Help) -> bytes:
+        return self.conn.send(_HELP)
 
     def _not_available(self, event: object) -> Steps:
         # EXPN, and XCLIENT/XFORWARD, which this driver does not take

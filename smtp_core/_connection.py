@@ -339,8 +339,11 @@ class ServerConnection(_Connection):
     def _owe(self, event: Answered | CommandError, *, refusal: bool = False) -> None:
         self._owed = event
         self._owed_refusal = refusal
-        answered = event if not isinstance(event, CommandError) else None
-        self._owed_left = self._session.replies_owed(answered) if answered is not None else 1
+        session = self._session
+        if session.lmtp and type(event) is not CommandError:
+            self._owed_left = session.replies_owed(event)  # type: ignore[arg-type]
+        else:
+            self._owed_left = 1
 
     def next_event(self) -> Event | Sentinel:
         """The next thing the client said, or NEED_DATA, or PAUSED."""
@@ -371,7 +374,9 @@ class ServerConnection(_Connection):
         elif state is State.AUTH_EXCHANGE:
             event, kind = parse_auth_response(item)
         else:
-            bdat = self._bdat(item.data)
+            raw = item.data
+            # BDAT is read ahead of anything else (see _bdat); the usual line is not one.
+            bdat = self._bdat(raw) if raw[:1] in b"Bb" and self.config.chunking else None
             event, kind = parse_command(item, self._session, self.config, self._policy)
             if bdat is not None:
                 return self._start_chunk(bdat, event)
@@ -453,7 +458,7 @@ class ServerConnection(_Connection):
         if final is None:
             return self._closed() if self._peer_closed else NEED_DATA
         self._content = None
-        self._owe(_trusted(MessageEnd), refusal=isinstance(final, MessageRefused))
+        self._owe(_MESSAGE_END, refusal=type(final) is MessageRefused)
         return final
 
     def send(self, event: Event) -> bytes:
