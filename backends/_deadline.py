@@ -18,13 +18,15 @@ class Deadline:
         self.expired = expired
         self.when = 0.0
         self.timer: asyncio.TimerHandle | None = None
+        self.timer_when = 0.0  # when the timer fires, if there is one
 
     def start(self, timeout: float) -> None:
         self.when = when = self.loop.time() + timeout
-        if self.timer is None or self.timer.when() > when:
+        if self.timer is None or self.timer_when > when:
             if self.timer is not None:
                 self.timer.cancel()
             self.timer = self.loop.call_at(when, self._fire)
+            self.timer_when = when
 
     def cancel(self) -> None:
         if self.timer is not None:
@@ -34,6 +36,7 @@ class Deadline:
     def _fire(self) -> None:
         if self.loop.time() < self.when:
             self.timer = self.loop.call_at(self.when, self._fire)
+            self.timer_when = self.when
             return
         self.timer = None
         self.expired()

@@ -308,23 +308,20 @@ class SessionDriver:
         answers = self._answers
         plain_answers = self._plain
         next_event = conn.next_event
-        closed = smtp.State.CLOSED
+        receive_data = conn.receive_data
+        need_data = smtp.NEED_DATA
+        chunk = smtp.MessageChunk
         in_content = (smtp.State.IN_MESSAGE, smtp.State.IN_CHUNKING)
+        streaming = self.streaming
         # RFC 5321 4.5.3.2.7: the command timeout runs from our last reply
         # to the end of the next command, however the bytes trickle in; a
         # content block has its own timeout (4.5.3.2.6).
         deadline: float | None = None
-        while conn.state is not closed:
+        while True:  # until the engine says the connection is closed
             event = next_event()
-            kind = type(event)
-            if kind is smtp.MessageChunk and not self.streaming:
-                if self.spool is None:
-                    self.spool = self._new_spool()
-                self.spool.write(event.data)  # type: ignore[union-attr]
-            elif event is smtp.NEED_DATA:
+            if event is need_data:
                 in_message = conn.state in in_content
-                stopping = lifecycle is not None and lifecycle.stopping
-                if stopping and not in_message:
+                if lifecycle is not None and lifecycle.stopping and not in_message:
                     # Graceful shutdown: between transactions, say so and go.
                     yield from self._send(_SHUTTING_DOWN)
                     return
@@ -340,14 +337,21 @@ class SessionDriver:
                     stopped = lifecycle is not None and lifecycle.stopping
                     yield from self._send(_SHUTTING_DOWN if stopped else _TIMEOUT)
                     return
-                conn.receive_data(data)
+                receive_data(data)
+                continue
+            kind = type(event)
+            if kind is chunk:
+                if streaming:
+                    # The application takes the content as it comes.
+                    outcome = yield Call("on_chunk", (self.session, self.envelope, event.data))  # type: ignore[union-attr]
+                    if isinstance(outcome, HookFailed):
+                        self.chunk_failed = True
+                else:
+                    if self.spool is None:
+                        self.spool = self._new_spool()
+                    self.spool.write(event.data)  # type: ignore[union-attr]
             elif kind is smtp.ConnectionClosed:
                 return  # a message cut short is never delivered
-            elif kind is smtp.MessageChunk:
-                # Streaming: the application takes the content as it comes.
-                outcome = yield Call("on_chunk", (self.session, self.envelope, event.data))  # type: ignore[union-attr]
-                if isinstance(outcome, HookFailed):
-                    self.chunk_failed = True
             else:
                 plain = plain_answers.get(kind)
                 if plain is not None:
