@@ -61,8 +61,14 @@ from ._readers import (
 )
 from ._receivebuffer import Line, ReceiveBuffer, TooLong
 from ._state import (
+    AUTH_EXCHANGE,
+    CLOSED,
+    GREETED,
     GROUP_ENDERS,
+    IN_MESSAGE,
+    READY,
     TABLE,
+    TLS_HANDSHAKE,
     Answered,
     Greeting,
     Policy,
@@ -111,7 +117,7 @@ class _Connection:
         self._session = Session(tls=tls, lmtp=lmtp)
 
     def _start_tls(self) -> None:
-        if self._session.state is not State.TLS_HANDSHAKE:
+        if self._session.state is not TLS_HANDSHAKE:
             raise LocalProtocolError(
                 f"tls_started() only after STARTTLS was answered 220, "
                 f"not in state {self._session.state.name}"
@@ -167,7 +173,7 @@ class _Connection:
         raise self._error
 
     def _closed(self) -> ConnectionClosed:
-        self._session.state = State.CLOSED
+        self._session.state = CLOSED
         return _trusted(ConnectionClosed)
 
     def receive_data(self, data: bytes) -> None:
@@ -352,15 +358,15 @@ class ServerConnection(_Connection):
         if self._proxy is not None:
             return self._next_proxy(self._proxy)
         state = self._session.state
-        if state is State.CLOSED:
+        if state is CLOSED:
             return _trusted(ConnectionClosed)
-        if self._owed is not None or state is State.TLS_HANDSHAKE:
+        if self._owed is not None or state is TLS_HANDSHAKE:
             return PAUSED
         if self._content is not None:
             return self._next_content(self._content)
         if self._chunk_left is not None:
             return self._next_chunk()
-        limit = _MAX_AUTH_LINE if state is State.AUTH_EXCHANGE else self._line_limit
+        limit = _MAX_AUTH_LINE if state is AUTH_EXCHANGE else self._line_limit
         item = self._buffer.take_line(limit)
         if item is None:
             return self._closed() if self._peer_closed else NEED_DATA
@@ -369,9 +375,9 @@ class ServerConnection(_Connection):
             event: Command | CommandError = _trusted(
                 CommandError, item.head, Reply(500, "line too long", "5.5.2")
             )
-            if state is State.AUTH_EXCHANGE:
+            if state is AUTH_EXCHANGE:
                 kind = AuthResponse
-        elif state is State.AUTH_EXCHANGE:
+        elif state is AUTH_EXCHANGE:
             event, kind = parse_auth_response(item)
         else:
             raw = item.data
@@ -468,7 +474,7 @@ class ServerConnection(_Connection):
         session = self._session
         if type(event) is not Reply:
             if isinstance(event, ConnectionClosed):
-                session.state = State.CLOSED
+                session.state = CLOSED
                 return b""
             if not isinstance(event, Reply):
                 raise LocalProtocolError(f"a server sends Reply events, not {event!r}")
@@ -476,7 +482,7 @@ class ServerConnection(_Connection):
         code = reply.code
         if self._proxy is not None and code != 421:
             raise LocalProtocolError("read the PROXY header (next_event) before greeting")
-        if session.state is State.CLOSED:
+        if session.state is CLOSED:
             raise LocalProtocolError("the connection is closed")
         owed = self._owed
         if owed is None and code != 421:
@@ -510,7 +516,7 @@ class ServerConnection(_Connection):
                 elif kind is Rcpt:
                     session.recipients += (owed,)  # type: ignore[operator]
             if target is not None:
-                if target is State.GREETED or target is State.READY:
+                if target is GREETED or target is READY:
                     session.mail = None
                     session.recipients = ()
                 session.state = target
@@ -538,7 +544,7 @@ class ServerConnection(_Connection):
             answered = owed  # type: ignore[assignment]
         data = _wire(reply, session.default_enhanced(answered or _MESSAGE_END, reply))
         if code == 421:
-            session.state = State.CLOSED
+            session.state = CLOSED
         else:
             self._owed_left -= 1
             if self._owed_left > 0:
@@ -554,18 +560,18 @@ class ServerConnection(_Connection):
         self._owed_refusal = False
         session = self._session
         state = session.state
-        if state is State.IN_MESSAGE and self._content is None:
+        if state is IN_MESSAGE and self._content is None:
             config = self.config
             self._content = ContentReader(
                 config.max_text_line, config.max_message_size, config.bare_line_ending
             )
             if self._buffer:
                 self._content.feed(self._buffer.take_all())
-        elif state in (State.GREETED, State.READY, State.CLOSED):
+        elif state in (GREETED, READY, CLOSED):
             self._content = None
             if session.mail is None:
                 self._chunk_total = 0
-        if state is State.TLS_HANDSHAKE and self._buffer:
+        if state is TLS_HANDSHAKE and self._buffer:
             self._start_tls()  # raises: commands were pipelined after STARTTLS
         return data
 
@@ -711,9 +717,9 @@ class ClientConnection(_Connection):
         if self._error is not None:
             raise self._error
         state = self._session.state
-        if state is State.CLOSED:
+        if state is CLOSED:
             return _trusted(ConnectionClosed)
-        if state is State.TLS_HANDSHAKE:
+        if state is TLS_HANDSHAKE:
             return PAUSED
         config = self.config
         buffer = self._buffer
@@ -776,7 +782,7 @@ class ClientConnection(_Connection):
         if not pending:
             if code != 421:
                 self._fail(f"reply {code} {received[0]!r} came when no command awaited one")
-            session.state = State.CLOSED
+            session.state = CLOSED
             return _reply(code, lines, enhanced, None)
         command = pending[0]
         answers: Command | MessageEnd | None
@@ -807,14 +813,14 @@ class ClientConnection(_Connection):
         assumed = _accepted(session, command) if pending else None
         session.apply(command, reply)
         state = session.state
-        if state is State.IN_MESSAGE:
+        if state is IN_MESSAGE:
             if isinstance(command, Data):
                 self._writer = ContentWriter(self.config.bare_line_ending)
         else:
             self._writer = None
-        if state is State.TLS_HANDSHAKE and self._buffer:
+        if state is TLS_HANDSHAKE and self._buffer:
             self._start_tls()  # raises: replies were injected before the handshake
-        if state is State.CLOSED:
+        if state is CLOSED:
             pending.clear()
         if assumed is None or not pending:
             self._projected = session.copy()
@@ -839,10 +845,10 @@ class ClientConnection(_Connection):
             # also takes what derives from a command class).
             return self._send_command(event)  # type: ignore[arg-type]
         if isinstance(event, ConnectionClosed):
-            self._session.state = State.CLOSED
+            self._session.state = CLOSED
             return b""
         state = self._session.state
-        if state is State.CLOSED:
+        if state is CLOSED:
             raise LocalProtocolError("the connection is closed")
         pending = self._pending
         if isinstance(event, MessageChunk) and (
@@ -877,7 +883,7 @@ class ClientConnection(_Connection):
 
     def _send_command(self, command: Command) -> bytes:
         state = self._session.state
-        if state is State.CLOSED:
+        if state is CLOSED:
             raise LocalProtocolError("the connection is closed")
         if self._chunk_left:
             raise LocalProtocolError(
@@ -901,7 +907,7 @@ class ClientConnection(_Connection):
                 )
         if self._writer is not None:
             raise LocalProtocolError("send the message content and MessageEnd first")
-        if state is State.IN_MESSAGE and not pending:
+        if state is IN_MESSAGE and not pending:
             raise LocalProtocolError("the message content is not finished")
         projected = self._projected
         refusal = check_command(command, projected, self._policy)

@@ -47,6 +47,12 @@ def _has_bare_line_ending(data: bytes) -> bool:
 _MAX_SCANNED_PARTS = 64
 
 
+# Members as plain names for the per-read checks (Enum member lookups take a
+# slow path on Python 3.11; see _state.CLOSED).
+_ALLOW = BareLinePolicy.ALLOW
+_REJECT = BareLinePolicy.REJECT
+
+
 class ContentReader:
     """Turns the bytes after a 354 into content chunks and the end of content."""
 
@@ -197,8 +203,8 @@ class ContentReader:
         # Every rule is checked on all content, even after one was broken, and
         # the refusal is chosen by a fixed order at the end: so the verdict is
         # the same however the bytes were split into reads.
-        if self._policy is not BareLinePolicy.ALLOW and _has_bare_line_ending(out):
-            if self._policy is BareLinePolicy.REJECT:
+        if self._policy is not _ALLOW and _has_bare_line_ending(out):
+            if self._policy is _REJECT:
                 self._refuse(
                     0, 550, "5.5.2", "bare CR or LF in message content: lines must end with CRLF"
                 )

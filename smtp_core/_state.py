@@ -79,6 +79,18 @@ class State(enum.Enum):
     __hash__ = object.__hash__
 
 
+# The members as plain names for the code that runs on every command: on
+# Python 3.11 the Enum metaclass has a __getattr__, which sends every
+# ``State.X`` lookup through a slow hook (about four times a global name).
+GREETING = State.GREETING
+READY = State.READY
+GREETED = State.GREETED
+IN_MESSAGE = State.IN_MESSAGE
+AUTH_EXCHANGE = State.AUTH_EXCHANGE
+TLS_HANDSHAKE = State.TLS_HANDSHAKE
+CLOSED = State.CLOSED
+
+
 class Greeting:
     """Stands for the server's greeting in the table: the 'command' a
     connection's first reply answers."""
@@ -272,7 +284,7 @@ class Session:
     Mutable, owned by one connection. ``apply`` is the only place that moves it.
     """
 
-    state: State = State.GREETING
+    state: State = GREETING
     extensions: Extensions | None = None
     """What the last accepted EHLO advertised; empty after HELO; None before."""
     mail: Mail | None = None
@@ -300,7 +312,7 @@ class Session:
     def tls_started(self) -> None:
         """The TLS handshake is done: RFC 3207 section 4.2 has both sides
         forget everything learnt before it; the client must send EHLO again."""
-        self.state = State.READY
+        self.state = READY
         self.extensions = None
         self.mail = None
         self.recipients = ()
@@ -356,7 +368,7 @@ class Session:
         code = reply.code
         if code == 421:
             # RFC 5321 3.8: 421 answers anything and the connection ends.
-            self.state = State.CLOSED
+            self.state = CLOSED
             return
         command_type = type(command)
         moved = outcome(self.state, command_type, code)
@@ -379,9 +391,9 @@ class Session:
                 self.extensions = None
                 self.authenticated = False
         if command_type is Bdat and command.last:  # type: ignore[union-attr]
-            target = State.GREETED  # RFC 3030 section 2: LAST ends the transaction
+            target = GREETED  # RFC 3030 section 2: LAST ends the transaction
         if target is not None:
-            if target is State.GREETED or target is State.READY:
+            if target is GREETED or target is READY:
                 self.mail = None
                 self.recipients = ()
             self.state = target
