@@ -382,7 +382,7 @@ class ServerConnection(_Connection):
         else:
             raw = item.data
             # BDAT is read ahead of anything else (see _bdat); the usual line is not one.
-            bdat = self._bdat(raw) if raw[:1] in b"Bb" and self.config.chunking else None
+            bdat = self._bdat(raw) if raw[:1] in (b"B", b"b") and self.config.chunking else None
             event, kind = parse_command(item, self._session, self.config, self._policy)
             if bdat is not None:
                 return self._start_chunk(bdat, event)
