@@ -222,6 +222,9 @@ class SessionDriver:
         # What the handler implements, looked up once rather than per event.
         self.hooks = frozenset(name for name in _HOOKS if getattr(handler, name, None) is not None)
         self.streaming = "on_chunk" in self.hooks
+        # Content is kept for on_message only: without it (or with on_chunk
+        # taking the content as it comes) nobody would ever read a spool.
+        self.spooling = not self.streaming and "on_message" in self.hooks
         self._read_command = Read(limits.command_timeout, idle=True)
         self._read_content = Read(limits.data_block_timeout)
         self._answers: dict[type, Any] = {
@@ -313,6 +316,7 @@ class SessionDriver:
         chunk = smtp.MessageChunk
         in_content = (smtp.State.IN_MESSAGE, smtp.State.IN_CHUNKING)
         streaming = self.streaming
+        spooling = self.spooling
         # RFC 5321 4.5.3.2.7: the command timeout runs from our last reply
         # to the end of the next command, however the bytes trickle in; a
         # content block has its own timeout (4.5.3.2.6).
@@ -346,7 +350,7 @@ class SessionDriver:
                     outcome = yield Call("on_chunk", (self.session, self.envelope, event.data))  # type: ignore[union-attr]
                     if isinstance(outcome, HookFailed):
                         self.chunk_failed = True
-                else:
+                elif spooling:
                     if self.spool is None:
                         self.spool = self._new_spool()
                     self.spool.write(event.data)  # type: ignore[union-attr]
@@ -400,7 +404,7 @@ class SessionDriver:
         return self.conn.send(reply)
 
     def _data(self, event: smtp.Data) -> bytes:
-        if not self.streaming:
+        if self.spooling:
             self.spool = self._new_spool()
         return self.conn.send(_GO_AHEAD)
 
@@ -496,7 +500,7 @@ class SessionDriver:
         envelope, spool = self.envelope, self.spool
         self.envelope = None
         failed, self.chunk_failed = self.chunk_failed, False
-        if envelope is None or (spool is None and not self.streaming):
+        if envelope is None:
             yield from self._send(_NO_TRANSACTION)
             return
         if failed:
@@ -504,6 +508,8 @@ class SessionDriver:
             return
         if spool is not None:
             spool.seek(0)
+        elif self.spooling:  # "BDAT 0 LAST" alone: an empty message (RFC 3030 section 2)
+            spool = self.spool = self._new_spool()
         # With on_chunk the body went there already and on_message gets None.
         reply = yield from self._hook("on_message", self.session, envelope, spool)
         self._drop_message()

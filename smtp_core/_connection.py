@@ -469,9 +469,47 @@ class ServerConnection(_Connection):
 
     def send(self, event: Event) -> bytes:
         """The bytes for a reply (or ``ConnectionClosed()``: b"", and CLOSED)."""
+        owed = self._owed
+        kind = type(owed)
+        session = self._session
+        if (
+            kind in _PLAIN_ANSWERS
+            and type(event) is Reply
+            and self._owed_left == 1
+            and not self._owed_refusal
+            and self._error is None
+            and event.code != 421
+            and session.state is not CLOSED
+        ):
+            # The usual case, decided once per (state, command, reply) and
+            # remembered: the wire bytes and where the reply leads.
+            extensions = session.extensions
+            key = (
+                session.state,
+                kind,
+                id(event),
+                extensions is not None and "ENHANCEDSTATUSCODES" in extensions._index,
+            )
+            known = _TRANSITIONS.get(key)
+            if known is None or known[0] is not event:
+                known = _transition(key, session, owed, event)  # type: ignore[arg-type]
+            _, data, target, accepted = known
+            if accepted:
+                if kind is Mail:
+                    session.mail = owed  # type: ignore[assignment]
+                elif kind is Rcpt:
+                    session.recipients += (owed,)  # type: ignore[operator]
+            self._owed = None
+            self._owed_left = 0
+            if target is not None:
+                if target is GREETED or target is READY:
+                    session.mail = None
+                    session.recipients = ()
+                session.state = target
+                return self._answered(data)
+            return data
         if self._error is not None:
             raise self._error
-        session = self._session
         if type(event) is not Reply:
             if isinstance(event, ConnectionClosed):
                 session.state = CLOSED
@@ -484,44 +522,11 @@ class ServerConnection(_Connection):
             raise LocalProtocolError("read the PROXY header (next_event) before greeting")
         if session.state is CLOSED:
             raise LocalProtocolError("the connection is closed")
-        owed = self._owed
         if owed is None and code != 421:
             raise LocalProtocolError(
                 f"no command awaits a reply in state {session.state.name} "
                 f"(only 421 may be sent unasked), got {reply!r}"
             )
-        kind = type(owed)
-        if (
-            kind in _PLAIN_ANSWERS
-            and code != 421
-            and self._owed_left == 1
-            and not self._owed_refusal
-        ):
-            # The usual case, decided once per (state, command, reply) and
-            # remembered: the wire bytes and where the reply leads.
-            extensions = session.extensions
-            key = (
-                session.state,
-                kind,
-                id(reply),
-                extensions is not None and "ENHANCEDSTATUSCODES" in extensions._index,
-            )
-            known = _TRANSITIONS.get(key)
-            if known is None or known[0] is not reply:
-                known = _transition(key, session, owed, reply)  # type: ignore[arg-type]
-            _, data, target, accepted = known
-            if accepted:
-                if kind is Mail:
-                    session.mail = owed  # type: ignore[assignment]
-                elif kind is Rcpt:
-                    session.recipients += (owed,)  # type: ignore[operator]
-            if target is not None:
-                if target is GREETED or target is READY:
-                    session.mail = None
-                    session.recipients = ()
-                session.state = target
-            self._owed_left = 0
-            return self._answered(data)
         refused = kind is CommandError or self._owed_refusal
         if owed is not None and code != 421:
             if refused:
@@ -567,7 +572,7 @@ class ServerConnection(_Connection):
             )
             if self._buffer:
                 self._content.feed(self._buffer.take_all())
-        elif state in (GREETED, READY, CLOSED):
+        elif state in _SETTLED:
             self._content = None
             if session.mail is None:
                 self._chunk_total = 0
@@ -597,6 +602,8 @@ def _check_challenge(reply: Reply) -> None:
 _PLAIN_ANSWERS = frozenset({Mail, Rcpt, Data, MessageEnd, Rset, Noop, Quit, Vrfy, Expn, Help})
 _TRANSITIONS: dict[tuple[State, type, int, bool], tuple[Reply, bytes, State | None, bool]] = {}
 _TRANSITIONS_SIZE = 256
+# The states after which no content or chunk is under way (see _answered).
+_SETTLED = frozenset({GREETED, READY, CLOSED})
 
 
 def _transition(

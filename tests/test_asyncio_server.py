@@ -183,3 +183,65 @@ def test_send_message_keeps_long_headers_as_they_came():
     msg = message_from_bytes(raw.encode(), policy=policy.default)
     _, _, content = message_parts(msg, None, None)  # type: ignore[arg-type]
     assert f"X-Long: {long_value}\r\n".encode() in content
+
+
+def _converse(port: int, lines: list[bytes]) -> list[bytes]:
+    """Send each line and read its (last) reply line."""
+    replies = []
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        stream = raw.makefile("rwb")
+        assert stream.readline().startswith(b"220")
+        for line in lines:
+            stream.write(line)
+            stream.flush()
+            while (reply := stream.readline())[3:4] == b"-":
+                pass
+            replies.append(reply)
+    return replies
+
+
+def test_bdat_0_last_alone_delivers_an_empty_message():
+    """RFC 3030 section 2: "BDAT 0 LAST" may end a transaction; as its only
+    chunk it carries an empty message, which on_message gets as an empty
+    file (not a 554 "no transaction": the transaction is there)."""
+    handler = Picky()
+    lines = [b"EHLO c\r\n", b"MAIL FROM:<a@b.c>\r\n", b"RCPT TO:<d@e.f>\r\n", b"BDAT 0 LAST\r\n"]
+    with running(handler) as port:
+        replies = _converse(port, lines)
+    assert replies[-1].startswith(b"250 ")
+    assert handler.messages == [b""]
+
+
+class EnvelopeOnly:
+    """Wants the envelope and never the content: no on_message, no on_chunk."""
+
+    def __init__(self) -> None:
+        self.senders: list[str] = []
+
+    def on_mail(self, session, mail):  # type: ignore[no-untyped-def]
+        self.senders.append(str(mail.reverse_path))
+
+
+@pytest.mark.parametrize("handler", [EnvelopeOnly(), Picky()], ids=["envelope-only", "on_message"])
+def test_content_is_spooled_only_for_on_message(handler: object, monkeypatch: Any):
+    """Content is kept only when a hook will read it: a handler with neither
+    on_message nor on_chunk gets its 250 with nothing spooled; one with
+    on_message gets one spool per message."""
+    import tempfile
+
+    made: list[object] = []
+    original = tempfile.SpooledTemporaryFile
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        made.append(args)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "SpooledTemporaryFile", counted)
+    body = b"Subject: s\r\n\r\n" + b"line\r\n" * 1000 + b".\r\n"
+    lines = [b"EHLO c\r\n", b"MAIL FROM:<a@b.c>\r\n", b"RCPT TO:<d@e.f>\r\n", b"DATA\r\n", body]
+    with running(handler) as port:
+        replies = _converse(port, lines)
+    assert replies[-1].startswith(b"250 ")
+    assert len(made) == (1 if isinstance(handler, Picky) else 0)
+    if isinstance(handler, EnvelopeOnly):
+        assert handler.senders == ["a@b.c"]
