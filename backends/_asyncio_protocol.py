@@ -168,17 +168,20 @@ class Connection(asyncio.BufferedProtocol):
                         self.loop.call_soon(self._advance, None)
                         return
                     continue
-                if kind is Read and (self.inbox or self.eof) and not self.write_paused:
-                    value = self._take_inbox()
-                    continue
+                if kind is Read:
+                    if (self.inbox or self.eof) and not self.write_paused:
+                        value = self._take_inbox()
+                        continue
+                    self._flush()
+                    self.waiting = request  # type: ignore[assignment]
+                    self.deadline.start(request.timeout)  # type: ignore[union-attr]
+                    return
                 if kind is Call:
                     value = self._call(request)  # type: ignore[arg-type]
                     if value is not _PENDING:
                         continue
                 self._flush()
-                if kind is Read:
-                    self._wait(request)  # type: ignore[arg-type]
-                elif kind is StartTls:
+                if kind is StartTls:
                     # Nothing more is read as plaintext: the peer's next bytes
                     # are its handshake, which start_tls reads.
                     self.transport.pause_reading()
@@ -197,10 +200,6 @@ class Connection(asyncio.BufferedProtocol):
             if not self.transport.is_closing():
                 self.transport.write(b"".join(self.out) if len(self.out) > 1 else self.out[0])
             self.out.clear()
-
-    def _wait(self, request: Read) -> None:
-        self.waiting = request
-        self.deadline.start(request.timeout)
 
     def _expire(self) -> None:
         if self.waiting is None:

@@ -493,7 +493,7 @@ class ServerConnection(_Connection):
             known = _TRANSITIONS.get(key)
             if known is None or known[0] is not event:
                 known = _transition(key, session, owed, event)  # type: ignore[arg-type]
-            _, data, target, accepted = known
+            _, data, target, accepted, settles = known
             if accepted:
                 if kind is Mail:
                     session.mail = owed  # type: ignore[assignment]
@@ -506,7 +506,8 @@ class ServerConnection(_Connection):
                     session.mail = None
                     session.recipients = ()
                 session.state = target
-                return self._answered(data)
+                if settles:
+                    return self._answered(data)
             return data
         if self._error is not None:
             raise self._error
@@ -600,7 +601,9 @@ def _check_challenge(reply: Reply) -> None:
 # id in the key cannot be reused while it is kept. Cleared when full, so
 # replies made afresh each time cost one lookup and never pile up.
 _PLAIN_ANSWERS = frozenset({Mail, Rcpt, Data, MessageEnd, Rset, Noop, Quit, Vrfy, Expn, Help})
-_TRANSITIONS: dict[tuple[State, type, int, bool], tuple[Reply, bytes, State | None, bool]] = {}
+_TRANSITIONS: dict[
+    tuple[State, type, int, bool], tuple[Reply, bytes, State | None, bool, bool]
+] = {}
 _TRANSITIONS_SIZE = 256
 # The states after which no content or chunk is under way (see _answered).
 _SETTLED = frozenset({GREETED, READY, CLOSED})
@@ -608,15 +611,19 @@ _SETTLED = frozenset({GREETED, READY, CLOSED})
 
 def _transition(
     key: tuple[State, type, int, bool], session: Session, owed: Answered, reply: Reply
-) -> tuple[Reply, bytes, State | None, bool]:
+) -> tuple[Reply, bytes, State | None, bool, bool]:
     """Judge ``reply`` to ``owed`` (raises LocalProtocolError when it cannot
-    answer it, remembering nothing) and remember the verdict under ``key``."""
+    answer it, remembering nothing) and remember the verdict under ``key``:
+    the reply, its bytes, the state it leads to, whether it accepted, and
+    whether that state needs _answered (content starts or the transaction
+    is over)."""
     fault = session.reply_fault(owed, reply)
     if fault is not None:
         raise LocalProtocolError(fault)
     data = _wire(reply, session.default_enhanced(owed, reply))
     target, accepted = outcome(session.state, type(owed), reply.code) or (None, False)
-    known = (reply, data, target, accepted)
+    settles = target in _SETTLED or target is IN_MESSAGE or target is TLS_HANDSHAKE
+    known = (reply, data, target, accepted, settles)
     if len(_TRANSITIONS) >= _TRANSITIONS_SIZE:
         _TRANSITIONS.clear()
     _TRANSITIONS[key] = known

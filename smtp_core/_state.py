@@ -41,6 +41,7 @@ from ._events import (
     Xforward,
 )
 from ._extensions import Extensions
+from ._parameters import _NO_MAIL_PARAMS, _NO_RCPT_PARAMS
 
 __all__ = ["TABLE", "Greeting", "Policy", "Refusal", "Session", "State", "Step"]
 
@@ -579,7 +580,8 @@ def _check_mail(
     command: Mail, session: Session, extensions: Extensions, policy: Policy
 ) -> Refusal | None:
     params = command.params
-    for keyword in params.keywords():
+    # Most MAILs carry no parameters: the parser shares one empty set for them.
+    for keyword in params.keywords() if params is not _NO_MAIL_PARAMS else ():
         needed = _MAIL_PARAMETER_EXTENSION.get(keyword)
         if keyword == "BODY":
             assert params.body is not None
@@ -606,7 +608,7 @@ def _check_rcpt(
     command: Rcpt, session: Session, extensions: Extensions, policy: Policy
 ) -> Refusal | None:
     params = command.params
-    for keyword in params.keywords():
+    for keyword in params.keywords() if params is not _NO_RCPT_PARAMS else ():
         needed = _RCPT_PARAMETER_EXTENSION.get(keyword)
         if needed is None:
             if policy.extra_rcpt is None or keyword in policy.extra_rcpt:
