@@ -98,9 +98,7 @@ class Connection(asyncio.BufferedProtocol):
         return self.server.space
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.data_received(bytes(self.server.space[:nbytes]))
-
-    def data_received(self, data: bytes) -> None:
+        data = bytes(self.server.space[:nbytes])
         if self.waiting is not None and not self.write_paused:
             self.waiting = None
             self._advance(data)

@@ -511,10 +511,14 @@ class SessionDriver:
         elif self.spooling:  # "BDAT 0 LAST" alone: an empty message (RFC 3030 section 2)
             spool = self.spool = self._new_spool()
         # With on_chunk the body went there already and on_message gets None.
-        reply = yield from self._hook("on_message", self.session, envelope, spool)
-        self._drop_message()
+        reply = None
+        if "on_message" in self.hooks:
+            reply = yield from self._hook("on_message", self.session, envelope, spool)
+            self._drop_message()
         reply = reply or _QUEUED
-        # LMTP (RFC 2033 4.2): one reply per accepted recipient.
         send = self.conn.send
-        count = len(envelope.recipients) if self.config.lmtp else 1
-        yield Write(b"".join([send(reply) for _ in range(count)]))
+        if not self.config.lmtp:
+            yield Write(send(reply))
+            return
+        # LMTP (RFC 2033 4.2): one reply per accepted recipient.
+        yield Write(b"".join([send(reply) for _ in envelope.recipients]))
