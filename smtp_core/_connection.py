@@ -387,7 +387,12 @@ class ServerConnection(_Connection):
             if bdat is not None:
                 return self._start_chunk(bdat, event)
         self._owed_command = _trusted(AuthResponse, b"") if kind is AuthResponse else None
-        self._owe(event)
+        if self._session.lmtp:
+            self._owe(event)
+        else:  # _owe, without the call: one reply owed, not a refusal of content
+            self._owed = event
+            self._owed_refusal = False
+            self._owed_left = 1
         return event
 
     def _next_proxy(self, parser: ProxyParser) -> Event | Sentinel:
