@@ -10,6 +10,7 @@ import os
 import signal
 import ssl
 import sys
+import threading
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -114,8 +115,8 @@ def _serve(args: argparse.Namespace) -> int:
                 _until_interrupted, serve, anyio.create_task_group, anyio.open_signal_receiver
             )
         else:
-            # In the main thread, where Python runs signal handlers.
-            signal.signal(signal.SIGTERM, signal.default_int_handler)
+            if threading.current_thread() is threading.main_thread():  # signals go there only
+                signal.signal(signal.SIGTERM, signal.default_int_handler)
             serve()
     return 0
 
@@ -125,7 +126,13 @@ async def _until_terminated(serve: Callable[[], Awaitable[None]]) -> None:
     task = asyncio.current_task()
     assert task is not None
     loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    except (NotImplementedError, RuntimeError, ValueError):
+        # Not the main thread, or a loop without signal handlers (Windows):
+        # SIGTERM keeps its default action there.
+        await serve()
+        return
     try:
         await serve()
     finally:

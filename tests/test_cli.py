@@ -91,3 +91,30 @@ def test_send_with_starttls_and_auth_to_serve(tmp_path: Path):
     assert sent.stdout.strip().startswith("<bob@example.org>: 250")
     [stored] = list(mailbox.Maildir(str(maildir)))
     assert "with ESMTPS" in stored["Received"]
+
+
+def test_serve_outside_the_main_thread_runs_without_signal_handling():
+    """Only the main thread can take signals: ``smtp-core serve`` run from
+    another thread (an application embedding it) serves without the SIGTERM
+    handler instead of failing to start."""
+    import asyncio
+    import threading
+
+    from backends.cli import _until_terminated
+
+    served: list[bool] = []
+    errors: list[BaseException] = []
+
+    async def serve() -> None:
+        served.append(True)
+
+    def run() -> None:
+        try:
+            asyncio.run(_until_terminated(serve))
+        except BaseException as error:  # reported below
+            errors.append(error)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(10)
+    assert errors == [] and served == [True]
