@@ -128,9 +128,10 @@ async def _until_terminated(serve: Callable[[], Awaitable[None]]) -> None:
     loop = asyncio.get_running_loop()
     try:
         loop.add_signal_handler(signal.SIGTERM, task.cancel)
-    except (NotImplementedError, RuntimeError, ValueError):
-        # Not the main thread, or a loop without signal handlers (Windows):
-        # SIGTERM keeps its default action there.
+    except (RuntimeError, ValueError):
+        # Not the main thread (ValueError), or a loop without signal
+        # handlers, such as Windows' (a RuntimeError subclass): SIGTERM keeps
+        # its default action there.
         await serve()
         return
     try:
