@@ -499,21 +499,10 @@ class ServerConnection(_Connection):
             if known is None or known[0] is not event:
                 known = _transition(key, session, owed, event)  # type: ignore[arg-type]
             _, data, target, accepted, settles = known
-            if accepted:
-                if kind is Mail:
-                    session.mail = owed  # type: ignore[assignment]
-                elif kind is Rcpt:
-                    session.recipients += (owed,)  # type: ignore[operator]
+            session.advance(owed, target, accepted)  # type: ignore[arg-type]
             self._owed = None
             self._owed_left = 0
-            if target is not None:
-                if target is GREETED or target is READY:
-                    session.mail = None
-                    session.recipients = ()
-                session.state = target
-                if settles:
-                    return self._answered(data)
-            return data
+            return self._answered(data) if settles else data
         if self._error is not None:
             raise self._error
         if type(event) is not Reply:

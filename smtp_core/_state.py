@@ -336,9 +336,6 @@ class Session:
         in LMTP, which gets one per accepted recipient (RFC 2033 4.2)."""
         return len(self.recipients) if self.per_recipient(command) else 1
 
-    def entry(self, command_type: type) -> Step | Refusal | None:
-        return TABLE[self.state].get(command_type)
-
     def reply_fault(self, command: Answered, reply: Reply) -> str | None:
         """Why ``reply`` cannot answer ``command`` here, or None when it can."""
         if reply.code == 421:
@@ -377,11 +374,7 @@ class Session:
             return
         target, accepted = moved
         if accepted:
-            if command_type is Mail:
-                self.mail = command  # type: ignore[assignment]
-            elif command_type is Rcpt:
-                self.recipients += (command,)  # type: ignore[operator]
-            elif command_type is Ehlo or command_type is Lhlo:
+            if command_type is Ehlo or command_type is Lhlo:
                 self.extensions = Extensions.from_lines(reply.lines[1:])
             elif command_type is Helo:
                 self.extensions = Extensions()
@@ -393,6 +386,17 @@ class Session:
                 self.authenticated = False
         if command_type is Bdat and command.last:  # type: ignore[union-attr]
             target = GREETED  # RFC 3030 section 2: LAST ends the transaction
+        self.advance(command, target, accepted)
+
+    def advance(self, command: Answered, target: State | None, accepted: bool) -> None:
+        """Keep an accepted MAIL or RCPT and move to ``target`` (None: stay);
+        the part of ``apply`` every reply to a plain command needs."""
+        if accepted:
+            command_type = type(command)
+            if command_type is Mail:
+                self.mail = command  # type: ignore[assignment]
+            elif command_type is Rcpt:
+                self.recipients += (command,)  # type: ignore[operator]
         if target is not None:
             if target is GREETED or target is READY:
                 self.mail = None
