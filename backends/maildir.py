@@ -57,6 +57,20 @@ def _trace_headers(session: Session, envelope: Envelope, hostname: str) -> bytes
     return f"Return-Path: <{sender or ''}>\r\n{received}".encode()
 
 
+def _open_maildir(path: Path) -> mailbox.Maildir:
+    """The Maildir at ``path``, made (with its parents) if missing; OSError
+    when it cannot be. An existing directory gets the ``tmp``, ``new`` and
+    ``cur`` it lacks (one made with mkdir, or a mounted volume): ``mailbox``
+    makes them only along with the directory itself, and would otherwise
+    fail on every message."""
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"{path} is not a directory")
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for name in ("tmp", "new", "cur"):
+        (path / name).mkdir(mode=0o700, exist_ok=True)
+    return mailbox.Maildir(str(path), create=False)
+
+
 class MaildirHandler:
     """Stores messages in the Maildir at ``path`` and prints one line each."""
 
@@ -67,7 +81,7 @@ class MaildirHandler:
         hostname: str = "localhost",
         echo: Callable[[str], None] | None = None,
     ) -> None:
-        self.maildir = mailbox.Maildir(str(path), create=True)
+        self.maildir = _open_maildir(Path(path))
         self.hostname = hostname
         self.echo = echo if echo is not None else _print
 
