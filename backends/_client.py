@@ -236,7 +236,13 @@ class ClientDriver:
             available = None if conn.tls else [m for m in offered if m not in ("PLAIN", "LOGIN")]
             mechanism = sasl.strongest(offered, available)
             if mechanism is None:
-                raise AuthenticationFailed(f"no usable mechanism among {offered}", None)
+                if not offered:
+                    raise AuthenticationFailed("the server offers no AUTH", None)
+                raise AuthenticationFailed(
+                    f"no usable mechanism among {', '.join(offered)}"
+                    + ("" if conn.tls else " (PLAIN and LOGIN go only over TLS, unless named)"),
+                    None,
+                )
         client = sasl.client_mechanism(mechanism, username=username, password=password)
         yield Write(conn.send(smtp.Auth(client.name, client.initial_response())))
         while True:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 import smtp_core as smtp
@@ -76,9 +77,19 @@ async def shutdown(server: asyncio.Server, timeout: float = 30.0) -> None:
     await asyncio.sleep(0)  # let connection_lost run
 
 
-async def serve(handler: object, host: str = "127.0.0.1", port: int = 8025, **options: Any) -> None:
-    """Serve until cancelled (same options as ``start_server``)."""
+async def serve(
+    handler: object,
+    host: str = "127.0.0.1",
+    port: int = 8025,
+    *,
+    started: Callable[[asyncio.Server], object] | None = None,
+    **options: Any,
+) -> None:
+    """Serve until cancelled (same options as ``start_server``); ``started``
+    is called with the server once it listens."""
     server = await start_server(handler, host, port, **options)
+    if started is not None:
+        started(server)
     try:
         await server.serve_forever()
     except asyncio.CancelledError:

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import getpass
 import os
-import signal
 import ssl
 import sys
-import threading
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
+from email.message import Message
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -20,6 +17,7 @@ import smtp_core as smtp
 from smtp_core import sasl
 
 from ._client import SMTPError
+from ._running import load, run, single
 from .maildir import MaildirHandler, SinkHandler
 
 __all__ = ["main"]
@@ -32,11 +30,16 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="a receiving server storing into a Maildir")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    serve.add_argument("--port", type=int, default=8025, help="port to listen on")
+    serve.add_argument("--port", type=_port, default=8025, help="port to listen on")
     serve.add_argument("--maildir", default="./maildir", help="where messages go")
     serve.add_argument("--hostname", default="localhost", help="the name in greetings")
     serve.add_argument("--backend", choices=BACKENDS, default="asyncio", help="the I/O backend")
-    serve.add_argument("--max-size", type=int, default=smtp.ServerConfig().max_message_size)
+    serve.add_argument(
+        "--max-size",
+        type=int,
+        default=smtp.ServerConfig().max_message_size,
+        help="largest message in octets (0: no limit)",
+    )
     serve.add_argument("--lmtp", action="store_true", help="speak LMTP instead of SMTP")
     serve.add_argument("--sink", action="store_true", help="discard messages (benchmarks)")
     serve.add_argument("--tls-cert", help="PEM certificate chain: offer STARTTLS")
@@ -44,10 +47,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--implicit-tls", action="store_true", help="TLS from the first byte")
     serve.add_argument("--require-tls", action="store_true", help="530 before STARTTLS")
     serve.add_argument("--auth-file", help="lines of user:password: offer AUTH")
+    serve.set_defaults(usage=serve)
     send = commands.add_parser("send", help="send an RFC 5322 message (a file or stdin)")
     send.add_argument("message", nargs="?", default="-", help="file, or - for stdin")
     send.add_argument("--host", default="127.0.0.1")
-    send.add_argument("--port", type=int, default=25)
+    send.add_argument("--port", type=_port, default=25)
     tls = send.add_mutually_exclusive_group()
     tls.add_argument("--tls", action="store_true", help="implicit TLS (RFC 8314)")
     tls.add_argument("--starttls", action="store_true", help="STARTTLS, required")
@@ -58,12 +62,41 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"expected a port number from 1 to 65535, got {text!r}")
+    return port
+
+
+class _Unusable(Exception):
+    """A setting ``serve`` or ``send`` cannot work with: said in one line."""
+
+
+def _reason(error: Exception) -> str:
+    """What went wrong, in the system's words where it has them."""
+    if isinstance(error, ssl.SSLError) or not isinstance(error, OSError):
+        return str(error)
+    if error.errno is not None and error.errno > 0:
+        return os.strerror(error.errno)  # asyncio words its bind failures its own way
+    return error.strerror or str(error)
+
+
 def _verifiers(path: str) -> sasl.Verifiers:
     """PLAIN/LOGIN and SCRAM-SHA-256 from a file of user:password lines."""
     users: dict[str, str] = {}
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise _Unusable(f"cannot read the auth file {path}: {_reason(error)}") from None
+    for number, line in enumerate(text.splitlines(), 1):
         if line.strip() and not line.startswith("#"):
-            user, _, password = line.partition(":")
+            user, colon, password = line.partition(":")
+            if not colon or not user.strip() or not password:
+                raise _Unusable(f"{path} line {number}: expected user:password")
             users[user.strip()] = password
     salt = os.urandom(16)
     scram = {u: sasl.scram_credentials(p, salt, 4096, "sha256") for u, p in users.items()}
@@ -74,98 +107,72 @@ def _verifiers(path: str) -> sasl.Verifiers:
     return sasl.Verifiers(check_password=check_password, lookup_scram_sha256=scram.get)
 
 
-def _serve(args: argparse.Namespace) -> int:
-    config = smtp.ServerConfig(
-        hostname=args.hostname,
-        max_message_size=args.max_size or None,
-        lmtp=args.lmtp,
-        require_tls=args.require_tls,
-    )
+def _serve_options(args: argparse.Namespace) -> tuple[object, dict[str, Any]]:
+    """The handler and the server options; _Unusable when a setting is wrong."""
+    try:
+        config = smtp.ServerConfig(
+            hostname=args.hostname,
+            max_message_size=args.max_size or None,
+            lmtp=args.lmtp,
+            require_tls=args.require_tls,
+        )
+    except (smtp.ProtocolError, ValueError) as error:
+        raise _Unusable(str(error)) from None
     context = None
     if args.tls_cert:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(args.tls_cert, args.tls_key)
-    handler: object = (
-        SinkHandler() if args.sink else MaildirHandler(args.maildir, hostname=args.hostname)
-    )
-    options: dict[str, Any] = {
+        try:
+            context.load_cert_chain(args.tls_cert, args.tls_key)
+        except OSError as error:  # ssl.SSLError included
+            files = args.tls_cert + (f" and {args.tls_key}" if args.tls_key else "")
+            raise _Unusable(
+                f"cannot load a certificate chain and its private key from {files}: "
+                f"{_reason(error)}"
+            ) from None
+    try:
+        handler = (
+            SinkHandler() if args.sink else MaildirHandler(args.maildir, hostname=args.hostname)
+        )
+    except OSError as error:
+        raise _Unusable(f"cannot use the Maildir {args.maildir}: {_reason(error)}") from None
+    options = {
         "config": config,
         "ssl_context": context,
         "implicit_tls": args.implicit_tls,
         "auth": _verifiers(args.auth_file) if args.auth_file else None,
     }
+    return handler, options
+
+
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        handler, options = _serve_options(args)
+    except _Unusable as error:
+        print(f"smtp-core serve: {error}", file=sys.stderr)
+        return 1
     where = "discarding messages" if args.sink else f"storing into {args.maildir}"
     protocol = "LMTP" if args.lmtp else "SMTP"
-    print(f"smtp-core: {protocol} on {args.host}:{args.port} ({args.backend}), {where}", flush=True)
-    serve = partial(_load(args.backend).serve, handler, args.host, args.port, **options)
-    # Ctrl-C (SIGINT) and SIGTERM (a service manager's stop) cancel serve
-    # (sync: interrupt it), which then shuts down gracefully; a second signal
-    # during that stops at once.
-    with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
-        if args.backend == "asyncio":
-            asyncio.run(_until_terminated(serve))  # Ctrl-C cancels the main task (3.11+)
-        elif args.backend == "trio":
-            import trio
+    listening = False
 
-            trio.run(_until_interrupted, serve, trio.open_nursery, trio.open_signal_receiver)
-        elif args.backend == "anyio":
-            import anyio
+    def announce(*_: object) -> None:
+        nonlocal listening
+        listening = True
+        print(
+            f"smtp-core: {protocol} on {args.host}:{args.port} ({args.backend}), {where}",
+            flush=True,
+        )
 
-            anyio.run(
-                _until_interrupted, serve, anyio.create_task_group, anyio.open_signal_receiver
-            )
-        else:
-            if threading.current_thread() is threading.main_thread():  # signals go there only
-                signal.signal(signal.SIGTERM, signal.default_int_handler)
-            serve()
+    serve = partial(load(args.backend).serve, handler, args.host, args.port, **options)
+    try:
+        run(args.backend, serve, announce)
+    except Exception as error:
+        cause = single(error)
+        if not isinstance(cause, OSError):
+            raise
+        failed = "" if listening else f"cannot listen on {args.host}:{args.port}: "
+        print(f"smtp-core serve: {failed}{_reason(cause)}", file=sys.stderr)
+        return 1
     return 0
-
-
-async def _until_terminated(serve: Callable[[], Awaitable[None]]) -> None:
-    """Run ``serve``, cancelling it on SIGTERM as asyncio.run does on Ctrl-C."""
-    task = asyncio.current_task()
-    assert task is not None
-    loop = asyncio.get_running_loop()
-    try:
-        loop.add_signal_handler(signal.SIGTERM, task.cancel)
-    except (RuntimeError, ValueError):
-        # Not the main thread (ValueError), or a loop without signal
-        # handlers, such as Windows' (a RuntimeError subclass): SIGTERM keeps
-        # its default action there.
-        await serve()
-        return
-    try:
-        await serve()
-    finally:
-        loop.remove_signal_handler(signal.SIGTERM)
-
-
-async def _until_interrupted(
-    serve: Callable[[], Awaitable[None]],
-    open_group: Callable[[], Any],
-    open_signal_receiver: Callable[..., Any],
-) -> None:
-    """Run ``serve`` in a nursery (task group) and cancel it on Ctrl-C or
-    SIGTERM: left alone, trio raises KeyboardInterrupt in whichever task is
-    running, while a cancellation is what starts ``serve``'s graceful shutdown."""
-    async with open_group() as group:
-        with open_signal_receiver(signal.SIGINT, signal.SIGTERM) as interrupts:
-            group.start_soon(serve)
-            async for _ in interrupts:
-                group.cancel_scope.cancel()
-                return
-
-
-def _load(name: str) -> Any:
-    if name == "asyncio":
-        from . import asyncio as module
-    elif name == "trio":
-        from . import trio as module  # type: ignore[no-redef]
-    elif name == "anyio":
-        from . import anyio as module  # type: ignore[no-redef]
-    else:
-        from . import sync as module  # type: ignore[no-redef]
-    return module
 
 
 def _send(args: argparse.Namespace) -> int:
@@ -173,8 +180,16 @@ def _send(args: argparse.Namespace) -> int:
 
     from . import sync
 
-    data = sys.stdin.buffer.read() if args.message == "-" else Path(args.message).read_bytes()
+    try:
+        data = sys.stdin.buffer.read() if args.message == "-" else Path(args.message).read_bytes()
+    except OSError as error:
+        print(f"smtp-core send: cannot read {args.message}: {_reason(error)}", file=sys.stderr)
+        return 1
     message = message_from_bytes(data, policy=policy.default)
+    missing = _missing_envelope(message, args.sender, args.to)
+    if missing:
+        print(f"smtp-core send: {missing}", file=sys.stderr)
+        return 1
     context = ssl.create_default_context()
     if args.insecure:
         context.check_hostname = False
@@ -186,7 +201,7 @@ def _send(args: argparse.Namespace) -> int:
                 password = os.environ.get("SMTP_CORE_PASSWORD") or getpass.getpass()
                 client.login(args.user, password)
             result = client.send_message(message, args.sender, args.to)
-    except (SMTPError, smtp.ProtocolError, OSError) as error:
+    except (SMTPError, smtp.ProtocolError, OSError, ValueError) as error:
         print(f"smtp-core send: {error}", file=sys.stderr)
         return 1
     for address, reply in result.recipients.items():
@@ -197,9 +212,24 @@ def _send(args: argparse.Namespace) -> int:
     return 0 if not result.refused else 2
 
 
+def _missing_envelope(message: Message, sender: str | None, recipients: list[str] | None) -> str:
+    """What the envelope lacks (as ``send_message`` would derive it), or "":
+    without this, no sender would silently be the null reverse path."""
+    if sender is None and message["Sender"] is None and message["From"] is None:
+        return "no sender: the message has no From or Sender header; give --from"
+    if not recipients and not any(message.get_all(name) for name in ("To", "Cc", "Bcc")):
+        return "no recipients: the message has no To, Cc or Bcc header; give --to"
+    return ""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    return _serve(args) if args.command == "serve" else _send(args)
+    if args.command == "serve":
+        for option in ("tls_key", "implicit_tls", "require_tls"):
+            if getattr(args, option) and not args.tls_cert:
+                args.usage.error(f"--{option.replace('_', '-')} needs --tls-cert")
+        return _serve(args)
+    return _send(args)
 
 
 if __name__ == "__main__":

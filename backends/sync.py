@@ -15,6 +15,7 @@ import socketserver
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import smtp_core as smtp
@@ -199,11 +200,15 @@ def serve(
     port: int = 8025,
     *,
     shutdown_timeout: float = 10.0,
+    started: Callable[[SmtpServer], object] | None = None,
     **options: Any,
 ) -> None:
     """Serve until interrupted (same options as ``start_server``); then,
-    Ctrl-C included, shut down gracefully for up to ``shutdown_timeout`` s."""
+    Ctrl-C included, shut down gracefully for up to ``shutdown_timeout`` s.
+    ``started`` is called with the server once it listens."""
     server = start_server(handler, host, port, **options)
+    if started is not None:
+        started(server)
     try:
         threading.Event().wait()
     finally:

@@ -720,6 +720,31 @@ def test_smtp_command_injection_cwe_93_refused_recipient_leaves_the_client_in_st
     assert server.messages == [b"next\r\n"]
 
 
+@pytest.mark.parametrize(
+    ("offered", "expected"),
+    [
+        (b"250 AUTH PLAIN LOGIN\r\n", "no usable mechanism among PLAIN, LOGIN (PLAIN and LOGIN"),
+        (b"250 8BITMIME\r\n", "the server offers no AUTH"),
+    ],
+)
+@pytest.mark.parametrize("backend", CLIENT_BACKENDS)
+def test_login_sends_no_password_in_plaintext_unless_the_mechanism_is_named(
+    backend: str, offered: bytes, expected: str
+) -> None:
+    """RFC 4954 section 4: PLAIN and LOGIN put the password on the wire as
+    it is, so ``login()`` chooses them only under TLS; offered nothing else in
+    plaintext it sends no AUTH at all and says why."""
+    ehlo = b"250-recorder.example\r\n" + offered
+    with (
+        RecordingServer(ehlo) as server,
+        connected(backend, server.port, timeout=TIMEOUT) as client,
+    ):
+        with pytest.raises(AuthenticationFailed) as failed:
+            client.login("user", "secret")
+        assert expected in str(failed.value)
+    assert not any(line.startswith(b"AUTH") for line in server.commands), server.commands
+
+
 @pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN", "CRAM-MD5", "SCRAM-SHA-256"])
 @pytest.mark.parametrize("backend", CLIENT_BACKENDS)
 def test_smtp_command_injection_cwe_93_through_login_credentials(
