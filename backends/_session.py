@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import logging
 import tempfile
 import threading
 from collections.abc import Generator
@@ -129,6 +130,18 @@ class HookFailed:
 
 
 Request = Read | Write | Call | StartTls | Close
+# Hooks that fail and handshakes that fail are told here (the peer only
+# hears 451 4.3.0, or the connection ends).
+log = logging.getLogger("smtp_core.server")
+
+
+def _peer(session: Session) -> str:
+    if not session.peer:
+        return "the peer"
+    host, port = session.peer[:2]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 _CLOSE = Close()
 _START_TLS = StartTls()
 
@@ -282,7 +295,16 @@ class SessionDriver:
         result = yield Call(name, args)
         if result is None or isinstance(result, smtp.Reply):
             return result
-        return _TEMPORARY_FAILURE  # HookFailed, or not a Reply
+        self._hook_failed(name, result)
+        return _TEMPORARY_FAILURE
+
+    def _hook_failed(self, name: str, result: object) -> None:
+        """Say why the client gets 451 4.3.0: nowhere else would it show."""
+        peer = _peer(self.session)
+        if isinstance(result, HookFailed):
+            log.error("%s raised; 451 4.3.0 to %s", name, peer, exc_info=result.error)
+        else:
+            log.error("%s returned %r, not a Reply or None; 451 4.3.0 to %s", name, result, peer)
 
     def _send(self, reply: smtp.Reply) -> Steps:
         yield Write(self.conn.send(reply))
@@ -349,6 +371,8 @@ class SessionDriver:
                     # The application takes the content as it comes.
                     outcome = yield Call("on_chunk", (self.session, self.envelope, event.data))  # type: ignore[union-attr]
                     if isinstance(outcome, HookFailed):
+                        if not self.chunk_failed:  # said once per message
+                            self._hook_failed("on_chunk", outcome)
                         self.chunk_failed = True
                 elif spooling:
                     if self.spool is None:
@@ -455,6 +479,7 @@ class SessionDriver:
         if self.conn.state is smtp.State.TLS_HANDSHAKE:
             outcome = yield _START_TLS
             if isinstance(outcome, HookFailed):
+                log.info("TLS handshake with %s failed: %s", _peer(session), outcome.error)
                 raise smtp.RemoteProtocolError(f"TLS handshake failed: {outcome.error}")
             # RFC 3207 4.2: everything learnt before the handshake is gone.
             self.conn.tls_started()

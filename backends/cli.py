@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import logging
 import os
 import ssl
 import sys
@@ -150,6 +151,8 @@ def _serve(args: argparse.Namespace) -> int:
     except _Unusable as error:
         print(f"smtp-core serve: {error}", file=sys.stderr)
         return 1
+    # What the peer hears only as 451 (a hook that raised) is said on stderr.
+    logging.basicConfig(level=logging.INFO, format="smtp-core serve: %(message)s")
     where = "discarding messages" if args.sink else f"storing into {args.maildir}"
     protocol = "LMTP" if args.lmtp else "SMTP"
     listening = False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import mailbox
 import smtplib
 import socket
@@ -84,10 +85,14 @@ class Picky:
         self.messages.append(body.read())
 
 
-def test_handler_replies_async_hooks_and_a_raising_hook(tmp_path: Path):
+def test_handler_replies_async_hooks_and_a_raising_hook(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
     """A hook's Reply is sent; a hook that raises gives 451 4.3.0 and the
-    session goes on; async hooks are awaited."""
+    session goes on, and its exception is logged (the peer hears only 451);
+    async hooks are awaited."""
     handler = Picky()
+    caplog.set_level(logging.ERROR, logger="smtp_core.server")
     with running(handler) as port, smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
         client.ehlo("c")
         client.mail("a@example.org")
@@ -97,7 +102,28 @@ def test_handler_replies_async_hooks_and_a_raising_hook(tmp_path: Path):
         assert client.rcpt("ok@example.org")[0] == 250
         assert client.data(b"Subject: x\r\n\r\nbody\r\n")[0] == 250
         assert client.noop()[0] == 250
+        local = client.sock.getsockname()
     assert handler.messages == [b"Subject: x\r\n\r\nbody\r\n"]
+    [record] = caplog.records
+    assert record.getMessage() == f"on_rcpt raised; 451 4.3.0 to {local[0]}:{local[1]}"
+    assert record.exc_info is not None and str(record.exc_info[1]) == "handler bug"
+
+
+class Unhelpful:
+    def on_mail(self, session, mail):  # type: ignore[no-untyped-def]
+        return "250 ok"  # a str, not a Reply
+
+
+def test_a_hook_returning_something_else_than_a_reply_is_logged(
+    caplog: pytest.LogCaptureFixture,
+):
+    caplog.set_level(logging.ERROR, logger="smtp_core.server")
+    with running(Unhelpful()) as port, smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        client.ehlo("c")
+        code, text = client.mail("a@example.org")
+    assert (code, text[:5]) == (451, b"4.3.0")
+    [record] = caplog.records
+    assert record.getMessage().startswith("on_mail returned '250 ok', not a Reply or None; 451")
 
 
 def test_client_vanishing_mid_data_delivers_nothing():
@@ -154,9 +180,11 @@ class Streaming:
 
 
 @pytest.mark.parametrize("fail", [False, True])
-def test_streaming_chunk_hook(fail: bool):
+def test_streaming_chunk_hook(fail: bool, caplog: pytest.LogCaptureFixture):
     """The content reaches on_chunk as it arrives; a failing chunk hook gets
-    the message a 451 4.3.0 at its end and on_message is never called."""
+    the message a 451 4.3.0 at its end (logged once) and on_message is never
+    called."""
+    caplog.set_level(logging.ERROR, logger="smtp_core.server")
     handler = Streaming(fail)
     body = b"Subject: s\r\n\r\n" + b"line\r\n" * 20000
     with running(handler) as port, smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
@@ -168,7 +196,9 @@ def test_streaming_chunk_hook(fail: bool):
             client.sendmail("a@example.org", ["b@example.org"], body)
     if fail:
         assert handler.finished == []
+        assert [r.getMessage().split(";")[0] for r in caplog.records] == ["on_chunk raised"]
     else:
+        assert caplog.records == []
         assert handler.received == body and handler.finished == [None]
 
 

@@ -24,10 +24,15 @@ COMMAND = [sys.executable, "-m", "backends.cli"]
 
 
 @contextmanager
-def serving(*options: str) -> Iterator[tuple[int, list[str]]]:
+def serving(*options: str, errors: list[str] | None = None) -> Iterator[tuple[int, list[str]]]:
+    """``smtp-core serve`` on a free port; yields it and a list that holds
+    the lines printed once the server has stopped (stderr's in ``errors``)."""
     port = free_port()
     process = subprocess.Popen(
-        [*COMMAND, "serve", "--port", str(port), *options], stdout=subprocess.PIPE, text=True
+        [*COMMAND, "serve", "--port", str(port), *options],
+        stdout=subprocess.PIPE,
+        stderr=None if errors is None else subprocess.PIPE,
+        text=True,
     )
     output: list[str] = []
     try:
@@ -42,8 +47,10 @@ def serving(*options: str) -> Iterator[tuple[int, list[str]]]:
         yield port, output
     finally:
         process.terminate()
-        out, _ = process.communicate(timeout=10)
+        out, err = process.communicate(timeout=10)
         output.extend(out.splitlines())
+        if errors is not None:
+            errors.extend(err.splitlines())
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio", "anyio", "sync"])
@@ -253,3 +260,21 @@ def test_send_with_a_user_to_a_server_without_auth_says_so(tmp_path: Path):
         )
     assert sent.returncode == 1
     assert sent.stderr.strip() == "smtp-core send: the server offers no AUTH"
+
+
+def test_serve_says_on_stderr_why_a_message_got_451(tmp_path: Path):
+    """The client only hears 451 4.3.0 when storing fails (here the Maildir's
+    new/ is gone); the operator reads the reason on stderr."""
+    maildir = tmp_path / "md"
+    errors: list[str] = []
+    with serving("--maildir", str(maildir), errors=errors) as (port, _):
+        (maildir / "new").rmdir()
+        (maildir / "new").write_text("not a directory", encoding="utf-8")
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+            with pytest.raises(smtplib.SMTPDataError) as refused:
+                client.sendmail("a@example.org", ["b@example.org"], b"Subject: x\r\n\r\nhi\r\n")
+            assert refused.value.smtp_code == 451
+            local = client.sock.getsockname()
+    said = f"smtp-core serve: on_message raised; 451 4.3.0 to {local[0]}:{local[1]}"
+    assert said in errors, errors
+    assert errors[-1].startswith("NotADirectoryError"), errors

@@ -4,8 +4,11 @@ blocking and asyncio backends; certificates from trustme; 127.0.0.1 only."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import socket
 import ssl
+import time
 from functools import partial
 
 import pytest
@@ -108,6 +111,39 @@ def test_command_injection_through_real_tls_is_refused(server):  # type: ignore[
     assert answer.startswith(b"554"), answer
     assert b"250" not in answer
     assert handler.sessions == []
+
+
+@pytest.mark.parametrize("server", SERVERS, ids=["sync", "asyncio"])
+def test_a_failed_handshake_is_logged_with_the_peer(server, caplog):  # type: ignore[no-untyped-def]
+    """After the 220 to STARTTLS the peer sends no ClientHello but text: the
+    connection ends, and the log says with whom the handshake failed."""
+    caplog.set_level(logging.INFO, logger="smtp_core.server")
+    with (
+        server(Recorder(), ssl_context=server_context()) as port,
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+    ):
+        stream = raw.makefile("rwb")
+        assert stream.readline().startswith(b"220")
+        stream.write(b"EHLO x\r\n")
+        stream.flush()
+        while stream.readline()[3:4] == b"-":
+            pass
+        stream.write(b"STARTTLS\r\n")
+        stream.flush()
+        assert stream.readline().startswith(b"220")
+        stream.write(b"this is no ClientHello\r\n" * 20)
+        stream.flush()
+        # The server hangs up, or resets: our bytes were unread when it closed.
+        with contextlib.suppress(ConnectionResetError):
+            assert stream.read() == b""
+        local = raw.getsockname()
+    deadline = time.monotonic() + 10
+    while not caplog.records and time.monotonic() < deadline:
+        time.sleep(0.01)
+    [record] = caplog.records
+    assert record.getMessage().startswith(f"TLS handshake with {local[0]}:{local[1]} failed: "), (
+        record.getMessage()
+    )
 
 
 def scram_verifiers() -> sasl.Verifiers:
