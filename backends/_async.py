@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import smtp_core as smtp
 from smtp_core import sasl
 
-from ._client import ClientDriver, SendResult, message_parts
+from ._client import ClientDriver, SendResult, ServiceRefused, describe, message_parts
 from ._session import (
     Call,
     Close,
@@ -40,13 +40,19 @@ class AsyncStream(Protocol):
         """Up to 64 KiB; b"" at end of stream, None after ``timeout`` seconds
         (or, for an ``idle`` read, when the server shuts down)."""
 
-    async def send(self, data: bytes) -> None:
-        """All of ``data``, waiting while the peer is slow (flow control)."""
+    async def send(self, data: bytes, timeout: float) -> None:
+        """All of ``data``, waiting while the peer is slow (flow control), for
+        at most ``timeout`` seconds (then TimeoutError)."""
 
     async def start_tls(
-        self, context: ssl.SSLContext | None, *, server_side: bool, hostname: str | None
+        self,
+        context: ssl.SSLContext | None,
+        *,
+        server_side: bool,
+        hostname: str | None,
+        timeout: float,
     ) -> dict[str, Any] | HookFailed:
-        """The handshake; TLS details, or HookFailed."""
+        """The handshake, within ``timeout`` seconds; TLS details, or HookFailed."""
 
     async def aclose(self) -> None:
         """Close, ignoring a peer that is already gone."""
@@ -84,7 +90,7 @@ async def serve_stream(
                 out.append(request.data)
                 continue
             if out:
-                await stream.send(b"".join(out))
+                await stream.send(b"".join(out), limits.command_timeout)
                 out.clear()
             if isinstance(request, Read):
                 try:
@@ -94,7 +100,9 @@ async def serve_stream(
             elif isinstance(request, Call):
                 result = await _perform(request, handler)
             elif isinstance(request, StartTls):
-                result = await stream.start_tls(ssl_context, server_side=True, hostname=None)
+                result = await stream.start_tls(
+                    ssl_context, server_side=True, hostname=None, timeout=limits.command_timeout
+                )
             elif isinstance(request, Close):
                 break
     except OSError:
@@ -134,10 +142,10 @@ class AsyncClient:
             if isinstance(request, Read):
                 result = await self.stream.receive(request.timeout)
             elif isinstance(request, Write):
-                await self.stream.send(request.data)
+                await self.stream.send(request.data, self.driver.timeout)
             elif isinstance(request, StartTls):
                 result = await self.stream.start_tls(
-                    self.context, server_side=False, hostname=self.host
+                    self.context, server_side=False, hostname=self.host, timeout=self.driver.timeout
                 )
 
     @property
@@ -205,10 +213,11 @@ async def open_client(
     """A client on a connected ``stream``: the TLS handshake first for
     implicit TLS (RFC 8314), then the greeting, EHLO and STARTTLS."""
     if tls == "implicit":
-        result = await stream.start_tls(context, server_side=False, hostname=host)
+        result = await stream.start_tls(context, server_side=False, hostname=host, timeout=timeout)
         if isinstance(result, HookFailed):
             await stream.aclose()
-            raise result.error
+            reason = describe(result.error)
+            raise ServiceRefused(f"TLS handshake failed: {reason}", None) from result.error
     driver = ClientDriver(config, timeout=timeout, tls=tls == "implicit")
     client = AsyncClient(stream, driver, host, context)
     await client.handshake(starttls)

@@ -42,6 +42,7 @@ class ClientProtocol(asyncio.BufferedProtocol):
         self.reading = False  # the steps wait in a Read
         self.writing = False  # the steps wait for the paused transport
         self.tls: tuple[ssl.SSLContext | None, str] = (None, "")
+        self.timeout = 60.0  # the call's: for a write or a handshake as for a read
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -84,14 +85,20 @@ class ClientProtocol(asyncio.BufferedProtocol):
         self.writable = None
 
     def run(
-        self, steps: Generator[Request, Any, Any], context: ssl.SSLContext | None, hostname: str
+        self,
+        steps: Generator[Request, Any, Any],
+        context: ssl.SSLContext | None,
+        hostname: str,
+        timeout: float,
     ) -> asyncio.Future[Any]:
         """Start a call's ``steps`` (its TLS handshake with ``context`` for
-        ``hostname``); the future gets their result or error."""
+        ``hostname``; no wait longer than ``timeout``); the future gets
+        their result or error."""
         self.steps = steps
         self.done = done = self.loop.create_future()
         self.reading = self.writing = False
         self.tls = (context, hostname)
+        self.timeout = timeout
         self._advance(None)
         return done
 
@@ -108,12 +115,15 @@ class ClientProtocol(asyncio.BufferedProtocol):
                 value = None
                 kind = type(request)
                 if kind is Write:
-                    if self.transport.is_closing():
-                        raise ConnectionResetError("the connection is closed")
-                    self.transport.write(request.data)  # type: ignore[union-attr]
+                    # Once the server has closed, what it said before (a 421,
+                    # say) is still read: the write goes nowhere, as a
+                    # socket's would.
+                    if not self.transport.is_closing():
+                        self.transport.write(request.data)  # type: ignore[union-attr]
                     if self.writable is not None:  # the peer is not keeping up
                         self.writing = True
                         self.writable.add_done_callback(self._write_resumed)
+                        self.deadline.start(self.timeout)
                         return
                 elif kind is Read:
                     if not self.inbox and not self.eof:
@@ -152,10 +162,15 @@ class ClientProtocol(asyncio.BufferedProtocol):
         self.deadline.start(timeout)
 
     def _expire(self) -> None:
-        if not self.reading:
-            return
-        self.reading = False
-        self._advance(None)  # a timeout: the driver gives up
+        if self.reading:
+            self.reading = False
+            self._advance(None)  # a timeout: the driver gives up
+        elif self.writing and self.done is not None and not self.done.done():
+            # Part of a command may be out: the connection is of no more use.
+            self.writing = False
+            self.steps = None
+            self.transport.abort()
+            self.done.set_exception(TimeoutError(f"the server took no data for {self.timeout} s"))
 
     def _start_handshake(
         self, steps: Generator[Request, Any, Any], done: asyncio.Future[Any]
@@ -194,7 +209,12 @@ class ClientProtocol(asyncio.BufferedProtocol):
             return HookFailed(RuntimeError(PLAINTEXT_AFTER_STARTTLS))
         try:
             transport = await self.loop.start_tls(
-                self.transport, self, context, server_side=server_side, server_hostname=hostname
+                self.transport,
+                self,
+                context,
+                server_side=server_side,
+                server_hostname=hostname,
+                ssl_handshake_timeout=self.timeout,
             )
         except (ssl.SSLError, OSError) as error:
             return HookFailed(error)
@@ -224,4 +244,4 @@ class AsyncClient(_async.AsyncClient):
         self.protocol = protocol
 
     async def _run(self, steps: Generator[Any, Any, Any]) -> Any:
-        return await self.protocol.run(steps, self.context, self.host)
+        return await self.protocol.run(steps, self.context, self.host, self.driver.timeout)

@@ -232,8 +232,9 @@ class Connection(asyncio.BufferedProtocol):
         else:
             self.handshaking = True
             try:
+                handshake = self.server.limits.command_timeout  # as long as a command may take
                 transport = await self.loop.start_tls(
-                    self.transport, self, context, server_side=True
+                    self.transport, self, context, server_side=True, ssl_handshake_timeout=handshake
                 )
             except (ssl.SSLError, OSError) as error:
                 result = HookFailed(error)

@@ -20,6 +20,7 @@ from email.message import EmailMessage
 from email.policy import EmailPolicy
 from email.utils import getaddresses
 from io import BytesIO
+from time import monotonic
 from typing import Any, TypeVar
 
 import smtp_core as smtp
@@ -96,6 +97,12 @@ class SendResult:
         return out
 
 
+def describe(error: BaseException) -> str:
+    """An error's message; trio wraps an SSLError in a BrokenResourceError
+    that says nothing."""
+    return str(error) or str(error.__cause__ or "") or type(error).__name__
+
+
 def _remember(cache: dict[_K, _V], key: _K, make: Callable[[_K], _V]) -> _V:
     """``make(key)``, made once: addresses and commands are immutable and a
     sender uses the same ones again and again. Each cache is emptied when
@@ -152,15 +159,18 @@ class ClientDriver:
         self.timeout = timeout
 
     def _replies(self, count: int) -> Generator[Request, Any, list[smtp.Reply]]:
-        """The next ``count`` replies, reading as needed."""
+        """The next ``count`` replies, reading as needed: each within the
+        timeout, however slowly its bytes trickle in."""
         conn = self.conn
         replies: list[smtp.Reply] = []
+        deadline = monotonic() + self.timeout
         while len(replies) < count:
             event = conn.next_event()
             if isinstance(event, smtp.Reply):
                 replies.append(event)
+                deadline = monotonic() + self.timeout
             elif event is smtp.NEED_DATA:
-                data = yield Read(self.timeout)
+                data = yield Read(max(deadline - monotonic(), 0.0))
                 if data is None:
                     raise ServiceRefused(f"no reply within {self.timeout} s", None)
                 conn.receive_data(data)
@@ -211,7 +221,7 @@ class ClientDriver:
             return reply
         outcome = yield StartTls()
         if isinstance(outcome, HookFailed):
-            raise ServiceRefused(f"TLS handshake failed: {outcome.error}", None)
+            raise ServiceRefused(f"TLS handshake failed: {describe(outcome.error)}", None)
         conn.tls_started()  # RFC 3207 4.2: forget, then EHLO again
         return (yield from self.hello())
 

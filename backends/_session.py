@@ -479,8 +479,9 @@ class SessionDriver:
         if self.conn.state is smtp.State.TLS_HANDSHAKE:
             outcome = yield _START_TLS
             if isinstance(outcome, HookFailed):
-                log.info("TLS handshake with %s failed: %s", _peer(session), outcome.error)
-                raise smtp.RemoteProtocolError(f"TLS handshake failed: {outcome.error}")
+                reason = str(outcome.error) or str(outcome.error.__cause__ or "")
+                log.info("TLS handshake with %s failed: %s", _peer(session), reason)
+                raise smtp.RemoteProtocolError(f"TLS handshake failed: {reason}")
             # RFC 3207 4.2: everything learnt before the handshake is gone.
             self.conn.tls_started()
             session.tls = True

@@ -113,7 +113,7 @@ class Stream:
         if self._idle is not None:
             self._idle.cancel()  # a scope already left ignores it
 
-    async def send(self, data: bytes) -> None:
+    async def send(self, data: bytes, timeout: float) -> None:
         fd = self._fd()
         try:
             if fd is not None:
@@ -126,13 +126,21 @@ class Stream:
                     return
                 data = data[sent:]  # the peer is slow: wait until it takes the rest
                 self._unwaited = 0
-            await self.stream.send_all(data)  # returns once the peer has taken it
+            with trio.fail_after(timeout):
+                await self.stream.send_all(data)  # returns once the peer has taken it
+        except trio.TooSlowError:
+            raise TimeoutError(f"the peer took no data for {timeout} s") from None
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as error:
             # The peer is gone: end this session, never the server's nursery.
             raise ConnectionResetError(str(error)) from error
 
     async def start_tls(
-        self, context: ssl.SSLContext | None, *, server_side: bool, hostname: str | None
+        self,
+        context: ssl.SSLContext | None,
+        *,
+        server_side: bool,
+        hostname: str | None,
+        timeout: float,
     ) -> dict[str, Any] | HookFailed:
         if context is None:
             return HookFailed(RuntimeError("no TLS context"))
@@ -140,9 +148,12 @@ class Stream:
             self.stream, context, server_side=server_side, server_hostname=hostname
         )
         try:
-            await wrapped.do_handshake()
+            with trio.move_on_after(timeout) as scope:
+                await wrapped.do_handshake()
         except (trio.BrokenResourceError, ssl.SSLError, OSError) as error:
             return HookFailed(error)
+        if scope.cancelled_caught:
+            return HookFailed(TimeoutError(f"no TLS handshake within {timeout} s"))
         self.stream, self._socket = wrapped, None  # TLS reads and writes go through it
         return details(wrapped)
 

@@ -47,22 +47,33 @@ class _Stream:
         if self._idle is not None:
             self._idle.cancel()  # a scope already left ignores it
 
-    async def send(self, data: bytes) -> None:
+    async def send(self, data: bytes, timeout: float) -> None:
         try:
-            await self.stream.send(data)
+            with anyio.fail_after(timeout):
+                await self.stream.send(data)
+        except TimeoutError:
+            raise TimeoutError(f"the peer took no data for {timeout} s") from None
         except (anyio.BrokenResourceError, anyio.ClosedResourceError) as error:
             # The peer is gone: end this session, never the server's task group.
             raise ConnectionResetError(str(error)) from error
 
     async def start_tls(
-        self, context: ssl.SSLContext | None, *, server_side: bool, hostname: str | None
+        self,
+        context: ssl.SSLContext | None,
+        *,
+        server_side: bool,
+        hostname: str | None,
+        timeout: float,
     ) -> dict[str, Any] | HookFailed:
         if context is None:
             return HookFailed(RuntimeError("no TLS context"))
         try:
-            wrapped = await TLSStream.wrap(
-                self.stream, server_side=server_side, hostname=hostname, ssl_context=context
-            )
+            with anyio.fail_after(timeout):
+                wrapped = await TLSStream.wrap(
+                    self.stream, server_side=server_side, hostname=hostname, ssl_context=context
+                )
+        except TimeoutError:
+            return HookFailed(TimeoutError(f"no TLS handshake within {timeout} s"))
         except (anyio.BrokenResourceError, ssl.SSLError, OSError) as error:
             return HookFailed(error)
         self.stream = wrapped
@@ -119,7 +130,9 @@ async def serve(
             local=client.extra(anyio.abc.SocketAttribute.local_address),  # type: ignore[arg-type]
         )
         if implicit_tls:
-            result = await stream.start_tls(ssl_context, server_side=True, hostname=None)
+            result = await stream.start_tls(
+                ssl_context, server_side=True, hostname=None, timeout=session_limits.command_timeout
+            )
             if isinstance(result, HookFailed):
                 await stream.aclose()
                 return

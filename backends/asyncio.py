@@ -51,6 +51,7 @@ async def start_server(
         host,
         port,
         ssl=ssl_context if implicit_tls else None,
+        ssl_handshake_timeout=shared.limits.command_timeout if implicit_tls else None,
         backlog=1024,
     )
     _SERVERS[server] = shared

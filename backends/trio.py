@@ -68,9 +68,12 @@ async def serve(
         session = Session(peer=_address(stream, True), local=_address(stream, False))
         if implicit_tls and isinstance(stream, trio.SSLStream):
             try:
-                await stream.do_handshake()
+                with trio.move_on_after(session_limits.command_timeout) as scope:
+                    await stream.do_handshake()
             except (trio.BrokenResourceError, ssl.SSLError, OSError):
                 return
+            if scope.cancelled_caught:
+                return  # no handshake within the command timeout
             session.tls, session.tls_info = True, details(stream)
         await serve_stream(
             wrapper, session, handler, effective, session_limits, ssl_context, auth, lifecycle

@@ -1,0 +1,172 @@
+"""No wait without an end: every client backend bounds a write to a server
+that stops reading, a reply that trickles in, and a TLS handshake that never
+comes, by its ``timeout``; every server backend bounds a STARTTLS or implicit
+TLS handshake by its command timeout. Scripted peers on 127.0.0.1 only."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+
+import pytest
+from servers import CLIENT_BACKENDS, SERVER_BACKENDS, connected, serving
+from test_tls import client_context, server_context
+
+from backends import ServiceRefused, SessionLimits, SinkHandler
+
+EHLO = b"250-scripted.example\r\n250-PIPELINING\r\n250 STARTTLS\r\n"
+LIMIT = 10.0  # no test here waits longer than this for anything
+
+
+@contextmanager
+def scripted(behaviour: Callable[[socket.socket, threading.Event], None]) -> Iterator[int]:
+    """A server that takes one connection and runs ``behaviour`` on it until
+    it returns or the test ends (the event is set); yields the port."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(LIMIT)
+    over = threading.Event()
+
+    def run() -> None:
+        with suppress(OSError), listener.accept()[0] as conn:
+            conn.settimeout(LIMIT)
+            behaviour(conn, over)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        over.set()
+        listener.close()
+        thread.join(LIMIT)
+
+
+def until(conn: socket.socket, verb: bytes) -> None:
+    """Answer lines as an ESMTP server would until one starting with ``verb``."""
+    conn.sendall(b"220 scripted.example ESMTP\r\n")
+    stream = conn.makefile("rb")
+    while line := stream.readline():
+        if line.upper().startswith(verb):
+            return
+        conn.sendall(EHLO if line.upper().startswith(b"EHLO") else b"250 ok\r\n")
+    raise OSError("the client left before " + verb.decode())
+
+
+def stops_reading_after_354(conn: socket.socket, over: threading.Event) -> None:
+    until(conn, b"DATA")
+    conn.sendall(b"354 go ahead\r\n")
+    over.wait(LIMIT)  # and never reads again
+
+
+def trickles_its_greeting(conn: socket.socket, over: threading.Event) -> None:
+    for octet in b"220-a greeting that takes its time\r\n" * 4:
+        if over.wait(0.2):
+            return
+        conn.sendall(bytes([octet]))
+
+
+def silent_after_starttls(conn: socket.socket, over: threading.Event) -> None:
+    until(conn, b"STARTTLS")
+    conn.sendall(b"220 go ahead\r\n")
+    over.wait(LIMIT)
+
+
+def silent(conn: socket.socket, over: threading.Event) -> None:
+    over.wait(LIMIT)
+
+
+@pytest.mark.parametrize("backend", CLIENT_BACKENDS)
+def test_a_write_the_server_never_takes_ends_in_the_timeout(backend: str):
+    body = b"Subject: big\r\n\r\n" + b"x" * 78 + b"\r\n" * 1
+    body += (b"y" * 78 + b"\r\n") * 400_000  # 32 MB: more than any socket buffer
+    with scripted(stops_reading_after_354) as port:
+        started = time.monotonic()
+        with pytest.raises(TimeoutError), connected(backend, port, timeout=1) as client:
+            client.sendmail("a@example.org", ["b@example.org"], body)
+        assert time.monotonic() - started < LIMIT / 2
+
+
+@pytest.mark.parametrize("backend", CLIENT_BACKENDS)
+def test_a_reply_that_trickles_in_ends_in_the_timeout(backend: str):
+    """The timeout is for the whole reply, not for each read of it (as the
+    server's command timeout is, RFC 5321 4.5.3.2)."""
+    with scripted(trickles_its_greeting) as port:
+        started = time.monotonic()
+        with (
+            pytest.raises(ServiceRefused, match="no reply within 1 s"),
+            connected(backend, port, timeout=1),
+        ):
+            pass
+        assert time.monotonic() - started < 3
+
+
+@pytest.mark.parametrize("backend", CLIENT_BACKENDS)
+def test_a_starttls_handshake_that_never_comes_ends_in_the_timeout(backend: str):
+    with scripted(silent_after_starttls) as port:
+        started = time.monotonic()
+        with (
+            pytest.raises(ServiceRefused, match="TLS handshake failed"),
+            connected(backend, port, tls="starttls", ssl_context=client_context(), timeout=1),
+        ):
+            pass
+        assert time.monotonic() - started < 3
+
+
+@pytest.mark.parametrize("backend", CLIENT_BACKENDS)
+def test_an_implicit_tls_handshake_that_never_comes_ends_in_the_timeout(backend: str):
+    with scripted(silent) as port:
+        started = time.monotonic()
+        with (
+            pytest.raises((TimeoutError, ServiceRefused)),
+            connected(backend, port, tls="implicit", ssl_context=client_context(), timeout=1),
+        ):
+            pass
+        assert time.monotonic() - started < 3
+
+
+def closed_within(sock: socket.socket, seconds: float) -> bool:
+    """Whether the server ends the connection within ``seconds``."""
+    sock.settimeout(seconds)
+    try:
+        while sock.recv(4096):
+            pass
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        pass
+    return True
+
+
+@pytest.mark.parametrize("backend", SERVER_BACKENDS)
+def test_a_server_ends_a_starttls_handshake_that_never_comes(backend: str):
+    """RFC 3207: after its 220 the server waits for the client's handshake
+    only as long as for a command."""
+    limits = SessionLimits(command_timeout=1.0)
+    with (
+        serving(backend, SinkHandler(), ssl_context=server_context(), limits=limits) as port,
+        socket.create_connection(("127.0.0.1", port), timeout=LIMIT) as raw,
+    ):
+        stream = raw.makefile("rwb")
+        assert stream.readline().startswith(b"220")
+        stream.write(b"EHLO client.example\r\n")
+        stream.flush()
+        while stream.readline()[3:4] == b"-":
+            pass
+        stream.write(b"STARTTLS\r\n")
+        stream.flush()
+        assert stream.readline().startswith(b"220")
+        assert closed_within(raw, LIMIT / 2), "the server still waits for the handshake"
+
+
+@pytest.mark.parametrize("backend", SERVER_BACKENDS)
+def test_a_server_ends_an_implicit_tls_handshake_that_never_comes(backend: str):
+    limits = SessionLimits(command_timeout=1.0)
+    options = {"ssl_context": server_context(), "implicit_tls": True, "limits": limits}
+    with (
+        serving(backend, SinkHandler(), **options) as port,
+        socket.create_connection(("127.0.0.1", port), timeout=LIMIT) as raw,
+    ):
+        assert closed_within(raw, LIMIT / 2), "the server still waits for the handshake"
