@@ -146,6 +146,8 @@ _CLOSE = Close()
 _START_TLS = StartTls()
 
 _TEMPORARY_FAILURE = smtp.Reply(451, "local error in processing", "4.3.0")
+_UNAVAILABLE = smtp.Reply(421, "local error in processing: try again later", "4.3.0")
+_AUTHENTICATED = smtp.Reply(235, "authentication successful", "2.7.0")
 _TIMEOUT = smtp.Reply(421, "timeout: closing the connection", "4.4.2")
 _TOO_MANY_ERRORS = smtp.Reply(421, "too many errors: closing the connection", "4.7.0")
 _TOO_MANY_CONNECTIONS = smtp.Reply(421, "too many connections: try again later", "4.7.0")
@@ -298,6 +300,26 @@ class SessionDriver:
         self._hook_failed(name, result)
         return _TEMPORARY_FAILURE
 
+    def _sent(
+        self, hook: str, reply: smtp.Reply | None, default: smtp.Reply
+    ) -> tuple[bytes, smtp.Reply]:
+        """The bytes of a hook's ``reply`` (``default`` for None) and the
+        reply they are. One the engine refuses here (a code the command
+        cannot take) is logged and becomes 451 4.3.0, or the default where
+        even that cannot be: a hook's mistake never ends the session."""
+        if reply is None:
+            return self.conn.send(default), default
+        try:
+            return self.conn.send(reply), reply
+        except smtp.LocalProtocolError as error:
+            log.error(
+                "%s returned %r: %s; 451 4.3.0 to %s", hook, reply, error, _peer(self.session)
+            )
+        try:
+            return self.conn.send(_TEMPORARY_FAILURE), _TEMPORARY_FAILURE
+        except smtp.LocalProtocolError:
+            return self.conn.send(default), default
+
     def _hook_failed(self, name: str, result: object) -> None:
         """Say why the client gets 451 4.3.0: nowhere else would it show."""
         peer = _peer(self.session)
@@ -329,7 +351,9 @@ class SessionDriver:
                 conn.receive_data(data)
             self.session.proxy = header
         greeting = yield from self._hook("on_connect", self.session)
-        yield from self._send(greeting or conn.greeting())
+        if greeting is _TEMPORARY_FAILURE:  # a greeting is 220, 554 or 421 (RFC 5321 3.1)
+            greeting = _UNAVAILABLE
+        yield Write(self._sent("on_connect", greeting, conn.greeting())[0])
         answers = self._answers
         plain_answers = self._plain
         next_event = conn.next_event
@@ -405,27 +429,27 @@ class SessionDriver:
         self.envelope = None
         self._drop_message()
         reply = yield from self._hook("on_ehlo", self.session, event)
-        yield Write(self.conn.send(reply or self.conn.ehlo_reply()))
+        yield Write(self._sent("on_ehlo", reply, self.conn.ehlo_reply())[0])
 
     def _mail(self, event: smtp.Mail) -> Steps:
         reply = yield from self._hook("on_mail", self.session, event)
         yield Write(self._mail_answered(event, reply))
 
     def _mail_answered(self, event: smtp.Mail, reply: smtp.Reply | None = None) -> bytes:
-        reply = reply or _SENDER_OK
-        if reply.code < 300:
+        data, sent = self._sent("on_mail", reply, _SENDER_OK)
+        if sent.code < 300:
             self.envelope = Envelope(event)
-        return self.conn.send(reply)
+        return data
 
     def _rcpt(self, event: smtp.Rcpt) -> Steps:
         reply = yield from self._hook("on_rcpt", self.session, self.envelope, event)
         yield Write(self._rcpt_answered(event, reply))
 
     def _rcpt_answered(self, event: smtp.Rcpt, reply: smtp.Reply | None = None) -> bytes:
-        reply = reply or _RECIPIENT_OK
-        if reply.code < 300 and self.envelope is not None:
+        data, sent = self._sent("on_rcpt", reply, _RECIPIENT_OK)
+        if sent.code < 300 and self.envelope is not None:
             self.envelope.recipients.append(event)
-        return self.conn.send(reply)
+        return data
 
     def _data(self, event: smtp.Data) -> bytes:
         if self.spooling:
@@ -450,11 +474,11 @@ class SessionDriver:
     def _rset_answered(self, event: smtp.Rset, reply: smtp.Reply | None = None) -> bytes:
         self._drop_message()
         self.envelope = None
-        return self.conn.send(reply or _RESET)
+        return self._sent("on_rset", reply, _RESET)[0]
 
     def _quit(self, event: smtp.Quit) -> Steps:
         reply = yield from self._hook("on_quit", self.session)
-        yield Write(self.conn.send(reply or _BYE))
+        yield Write(self._sent("on_quit", reply, _BYE)[0])
 
     def _noop(self, event: smtp.Noop) -> bytes:
         return self.conn.send(_OK)
@@ -462,7 +486,7 @@ class SessionDriver:
     def _vrfy(self, event: smtp.Vrfy) -> Steps:
         # RFC 5321 3.5.3: 252 when the server will not verify.
         reply = yield from self._hook("on_vrfy", self.session, event)
-        yield Write(self.conn.send(reply or _CANNOT_VERIFY))
+        yield Write(self._sent("on_vrfy", reply, _CANNOT_VERIFY)[0])
 
     def _help(self, event: smtp.Help) -> bytes:
         return self.conn.send(_HELP)
@@ -475,7 +499,7 @@ class SessionDriver:
     def _starttls(self, event: smtp.StartTls) -> Steps:
         session = self.session
         reply = yield from self._hook("on_starttls", session)
-        yield Write(self.conn.send(reply or _READY_FOR_TLS))
+        yield Write(self._sent("on_starttls", reply, _READY_FOR_TLS)[0])
         if self.conn.state is smtp.State.TLS_HANDSHAKE:
             outcome = yield _START_TLS
             if isinstance(outcome, HookFailed):
@@ -516,7 +540,7 @@ class SessionDriver:
         if step.success:
             self.session.authenticated_as = step.authcid
             reply = yield from self._hook("on_auth", self.session, step)
-            yield from self._send(reply or smtp.Reply(235, "authentication successful", "2.7.0"))
+            yield Write(self._sent("on_auth", reply, _AUTHENTICATED)[0])
         elif step.is_malformed:
             yield from self._send(smtp.Reply(501, "malformed authentication exchange", "5.5.2"))
         else:
@@ -541,10 +565,7 @@ class SessionDriver:
         if "on_message" in self.hooks:
             reply = yield from self._hook("on_message", self.session, envelope, spool)
             self._drop_message()
-        reply = reply or _QUEUED
-        send = self.conn.send
-        if not self.config.lmtp:
-            yield Write(send(reply))
-            return
-        # LMTP (RFC 2033 4.2): one reply per accepted recipient.
-        yield Write(b"".join([send(reply) for _ in envelope.recipients]))
+        data, sent = self._sent("on_message", reply, _QUEUED)
+        if self.config.lmtp:  # RFC 2033 4.2: one reply per accepted recipient
+            data += b"".join([self.conn.send(sent) for _ in envelope.recipients[1:]])
+        yield Write(data)
