@@ -84,18 +84,25 @@ async def serve(
     port: int = 8025,
     *,
     started: Callable[[asyncio.Server], object] | None = None,
+    shutdown_timeout: float = 10.0,
     **options: Any,
 ) -> None:
-    """Serve until cancelled (same options as ``start_server``); ``started``
-    is called with the server once it listens."""
+    """Serve until cancelled, then shut down gracefully for up to
+    ``shutdown_timeout`` seconds (same options as ``start_server``);
+    ``started`` is called with the server once it listens. Stopped by
+    ``shutdown(server)`` instead, it returns."""
     server = await start_server(handler, host, port, **options)
     if started is not None:
         started(server)
     try:
         await server.serve_forever()
     except asyncio.CancelledError:
+        task = asyncio.current_task()
+        cancelling = getattr(task, "cancelling", None)  # Python 3.11+
+        if server not in _SERVERS and not (cancelling and cancelling()):
+            return  # shutdown() stopped it (serve_forever ends cancelled then)
         # Ctrl-C or a cancelled task: let open sessions hear 421 and finish.
-        await asyncio.shield(shutdown(server, timeout=10.0))
+        await asyncio.shield(shutdown(server, timeout=shutdown_timeout))
         raise
 
 

@@ -19,7 +19,7 @@ import pytest
 
 import smtp_core as smtp
 from backends import asyncio as asyncio_backend
-from backends.maildir import MaildirHandler
+from backends.maildir import MaildirHandler, SinkHandler
 
 
 @contextmanager
@@ -275,3 +275,33 @@ def test_content_is_spooled_only_for_on_message(handler: object, monkeypatch: An
     assert len(made) == (1 if isinstance(handler, Picky) else 0)
     if isinstance(handler, EnvelopeOnly):
         assert handler.senders == ["a@b.c"]
+
+
+def test_serve_returns_when_shutdown_stops_it_and_raises_when_cancelled():
+    """``shutdown(server)`` is a stop, not a cancellation: ``serve`` returns;
+    cancelling ``serve`` shuts down (for up to ``shutdown_timeout`` s) and
+    re-raises, as a cancelled task must."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        listening: asyncio.Future[asyncio.Server] = loop.create_future()
+        serving = asyncio.create_task(
+            asyncio_backend.serve(
+                SinkHandler(), "127.0.0.1", 0, started=listening.set_result, shutdown_timeout=2
+            )
+        )
+        server = await asyncio.wait_for(listening, 10)
+        await asyncio_backend.shutdown(server, 1.0)
+        assert await asyncio.wait_for(serving, 10) is None
+
+        listening = loop.create_future()
+        serving = asyncio.create_task(
+            asyncio_backend.serve(SinkHandler(), "127.0.0.1", 0, started=listening.set_result)
+        )
+        server = await asyncio.wait_for(listening, 10)
+        serving.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(serving, 10)
+        assert not server.is_serving()
+
+    asyncio.run(main())
