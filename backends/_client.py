@@ -16,7 +16,7 @@ from collections.abc import Callable, Generator, Iterable, Sequence
 from copy import copy as shallow_copy
 from dataclasses import dataclass, field
 from email.generator import BytesGenerator
-from email.message import EmailMessage
+from email.message import EmailMessage, Message
 from email.policy import EmailPolicy
 from email.utils import getaddresses
 from io import BytesIO
@@ -446,6 +446,32 @@ class ClientDriver:
         return reply
 
 
+def envelope_of(
+    msg: Message,
+    from_addr: str | smtp.Address | None,
+    to_addrs: Sequence[str | smtp.Address] | None,
+) -> tuple[str | smtp.Address, list[str | smtp.Address]]:
+    """The envelope of ``msg``: what was given, else from its headers (as
+    smtplib does: Sender or From; To, Cc and Bcc). ValueError when the
+    headers hold no sender or no recipient: the null reverse path is never
+    chosen unasked (no bounce could come back); ask for it with ""."""
+    if from_addr is None:
+        source = msg["Sender"] or msg["From"]
+        found = getaddresses([str(source)]) if source is not None else []
+        if not found or not found[0][1]:
+            raise ValueError(
+                "the message has no address in Sender or From: "
+                'give a sender ("" for the null reverse path)'
+            )
+        from_addr = found[0][1]
+    if to_addrs is None:
+        fields = [str(v) for name in ("To", "Cc", "Bcc") for v in msg.get_all(name, [])]
+        to_addrs = [address for _, address in getaddresses(fields) if address]
+        if not to_addrs:
+            raise ValueError("the message has no address in To, Cc or Bcc: give the recipients")
+    return from_addr, list(to_addrs)
+
+
 def message_parts(
     msg: EmailMessage,
     from_addr: str | smtp.Address | None,
@@ -459,13 +485,7 @@ def message_parts(
     (its ``extensions``) offers no 8BITMIME: then RFC 6152 section 3 has the
     client convert them, and 8-bit parts are re-encoded (base64 or
     quoted-printable) and 8-bit headers as encoded words."""
-    if from_addr is None:
-        source = msg["Sender"] or msg["From"]
-        found = getaddresses([str(source)]) if source is not None else []
-        from_addr = found[0][1] if found else None
-    if to_addrs is None:
-        fields = [str(v) for name in ("To", "Cc", "Bcc") for v in msg.get_all(name, [])]
-        to_addrs = [address for _, address in getaddresses(fields) if address]
+    from_addr, to_addrs = envelope_of(msg, from_addr, to_addrs)
     copy = msg
     if "Bcc" in msg or "Resent-Bcc" in msg:
         copy = shallow_copy(msg)  # the other headers stay exactly as they were

@@ -9,7 +9,6 @@ import os
 import ssl
 import sys
 from collections.abc import Sequence
-from email.message import Message
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import smtp_core as smtp
 from smtp_core import sasl
 
-from ._client import SMTPError
+from ._client import SMTPError, envelope_of
 from ._running import load, run, single
 from .maildir import MaildirHandler, SinkHandler
 
@@ -189,9 +188,10 @@ def _send(args: argparse.Namespace) -> int:
         print(f"smtp-core send: cannot read {args.message}: {_reason(error)}", file=sys.stderr)
         return 1
     message = message_from_bytes(data, policy=policy.default)
-    missing = _missing_envelope(message, args.sender, args.to)
-    if missing:
-        print(f"smtp-core send: {missing}", file=sys.stderr)
+    try:
+        envelope_of(message, args.sender, args.to)  # before connecting
+    except ValueError as error:
+        print(f"smtp-core send: {error} (--from, --to)", file=sys.stderr)
         return 1
     context = ssl.create_default_context()
     if args.insecure:
@@ -213,16 +213,6 @@ def _send(args: argparse.Namespace) -> int:
         text = final.text if final else reply.text
         print(f"<{address}>: {code} {text}")
     return 0 if not result.refused else 2
-
-
-def _missing_envelope(message: Message, sender: str | None, recipients: list[str] | None) -> str:
-    """What the envelope lacks (as ``send_message`` would derive it), or "":
-    without this, no sender would silently be the null reverse path."""
-    if sender is None and message["Sender"] is None and message["From"] is None:
-        return "no sender: the message has no From or Sender header; give --from"
-    if not recipients and not any(message.get_all(name) for name in ("To", "Cc", "Bcc")):
-        return "no recipients: the message has no To, Cc or Bcc header; give --to"
-    return ""
 
 
 def main(argv: Sequence[str] | None = None) -> int:

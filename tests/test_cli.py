@@ -237,9 +237,9 @@ def test_send_says_what_the_envelope_lacks_or_what_it_cannot_read(tmp_path: Path
     message = tmp_path / "message.eml"
     message.write_bytes(b"Subject: no envelope\r\n\r\nbody\r\n")
     stderr = _fails("send", str(message), "--port", port, "--to", "b@example.org")
-    assert stderr.strip().startswith("smtp-core send: no sender:")
+    assert stderr.strip().startswith("smtp-core send: the message has no address in Sender")
     stderr = _fails("send", str(message), "--port", port, "--from", "a@example.org")
-    assert stderr.strip().startswith("smtp-core send: no recipients:")
+    assert stderr.strip().startswith("smtp-core send: the message has no address in To")
     stderr = _fails("send", str(tmp_path / "missing.eml"), "--port", port)
     assert stderr.strip() == (
         f"smtp-core send: cannot read {tmp_path / 'missing.eml'}: No such file or directory"

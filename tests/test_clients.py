@@ -178,3 +178,30 @@ def test_binary_content_goes_by_bdat_as_binarymime(size: int):
         assert result.reply is not None and result.reply.code == 250
         assert isinstance(result.reply.answers, smtp.Bdat) and result.reply.answers.last
     assert handler.messages[0][2] == content
+
+
+@pytest.mark.parametrize(
+    ("headers", "given", "expected"),
+    [
+        ("To: b@example.org\r\n", {}, "no address in Sender or From"),
+        ("From: a@example.org\r\n", {}, "no address in To, Cc or Bcc"),
+        ("To: b@example.org\r\n", {"from_addr": ""}, None),  # the null path, asked for
+    ],
+)
+def test_send_message_never_guesses_the_null_reverse_path(
+    headers: str, given: dict[str, str], expected: str | None
+):
+    """A message with no sender in its headers went out as MAIL FROM:<>, so
+    no bounce could ever come back: now it is refused before MAIL, unless
+    the null reverse path is asked for with from_addr=""."""
+    from email import message_from_string, policy
+
+    msg = message_from_string(f"{headers}Subject: x\r\n\r\nbody\r\n", policy=policy.default)
+    handler = Collector()
+    with running(handler) as port, sync_backend.connect("127.0.0.1", port, timeout=10) as client:
+        if expected is None:
+            client.send_message(msg, **given)  # type: ignore[arg-type]
+        else:
+            with pytest.raises(ValueError, match=expected):
+                client.send_message(msg, **given)  # type: ignore[arg-type]
+    assert [sender for sender, _, _ in handler.messages] == ([None] if expected is None else [])
