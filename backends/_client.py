@@ -141,6 +141,18 @@ _MAILS: dict[tuple[smtp.Address | None, int | None, smtp.Body | None, bool], smt
 _RCPTS: dict[str | smtp.Address, smtp.Rcpt] = {}
 # Commands without arguments are all alike.
 _DATA = smtp.Data()
+# Where a call that ran to its end never leaves the connection.
+_MID_EXCHANGE = frozenset(
+    {
+        smtp.State.IN_TRANSACTION,
+        smtp.State.HAS_RECIPIENTS,
+        smtp.State.IN_MESSAGE,
+        smtp.State.IN_CHUNKING,
+        smtp.State.CHUNKING_FAILED,
+        smtp.State.AUTH_EXCHANGE,
+        smtp.State.TLS_HANDSHAKE,
+    }
+)
 _MESSAGE_END = smtp.MessageEnd()
 
 
@@ -240,7 +252,10 @@ class ClientDriver:
     ) -> Generator[Request, Any, smtp.Reply]:
         """AUTH with the strongest mechanism offered (RFC 4954), or the one
         named; PLAIN and LOGIN only under TLS unless named."""
+        self._check_in_step()
         conn = self.conn
+        if conn.state is smtp.State.CLOSED:
+            raise smtp.LocalProtocolError("the connection is closed")
         offered = conn.extensions.auth_mechanisms if conn.extensions else ()
         if mechanism is None:
             available = None if conn.tls else [m for m in offered if m not in ("PLAIN", "LOGIN")]
@@ -280,6 +295,7 @@ class ClientDriver:
         content: bytes | Iterable[bytes],
     ) -> Generator[Request, Any, SendResult]:
         """One transaction; raises SMTPError subclasses when it cannot go on."""
+        self._check_in_step()
         conn = self.conn
         extensions = conn.extensions or smtp.Extensions()
         reverse = None if sender is None or sender == "" else _address(sender)
@@ -435,12 +451,28 @@ class ClientDriver:
                     break
         return (yield from self._finish(result))
 
+    def _check_in_step(self) -> None:
+        """A call cut short (cancelled, or ended by an error of the
+        connection) leaves replies owed, or a transaction, content or an
+        exchange half done: what the server says next would be taken for the
+        answers to this call. Such a connection is of no more use."""
+        conn = self.conn
+        if conn.pending or conn.state in _MID_EXCHANGE:
+            raise ServiceRefused(
+                "the connection is out of step: an earlier call was cut short "
+                f"in state {conn.state.name}; connect again",
+                None,
+            )
+
     def _reset(self) -> Steps:
         if self.conn.state is not smtp.State.CLOSED:
             yield from self._exchange([smtp.Rset()])
 
     def quit(self) -> Generator[Request, Any, smtp.Reply | None]:
-        if self.conn.state is smtp.State.CLOSED:
+        """QUIT, unless the connection is closed or out of step (see
+        ``_check_in_step``): then nothing is said, and None returned."""
+        conn = self.conn
+        if conn.state is smtp.State.CLOSED or conn.pending or conn.state in _MID_EXCHANGE:
             return None
         [reply] = yield from self._exchange([smtp.Quit()])
         return reply

@@ -205,3 +205,12 @@ def test_send_message_never_guesses_the_null_reverse_path(
             with pytest.raises(ValueError, match=expected):
                 client.send_message(msg, **given)  # type: ignore[arg-type]
     assert [sender for sender, _, _ in handler.messages] == ([None] if expected is None else [])
+
+
+def test_login_after_quit_says_the_connection_is_closed():
+    """Not "the server offers no AUTH": the reason is the closed connection."""
+    with running(Collector()) as port:
+        client = sync_backend.connect("127.0.0.1", port, timeout=10)
+        client.quit()
+        with pytest.raises(smtp.LocalProtocolError, match="the connection is closed"):
+            client.login("ann", "s3cret")

@@ -170,3 +170,27 @@ def test_a_server_ends_an_implicit_tls_handshake_that_never_comes(backend: str):
         socket.create_connection(("127.0.0.1", port), timeout=LIMIT) as raw,
     ):
         assert closed_within(raw, LIMIT / 2), "the server still waits for the handshake"
+
+
+def late_on_the_final_dot(conn: socket.socket, over: threading.Event) -> None:
+    until(conn, b"DATA")
+    conn.sendall(b"354 go ahead\r\n")
+    stream = conn.makefile("rb")
+    while (line := stream.readline()) and line != b".\r\n":
+        pass
+    if not over.wait(3):  # past the client's timeout
+        conn.sendall(b"250 queued, late\r\n")
+        over.wait(LIMIT)
+
+
+@pytest.mark.parametrize("backend", CLIENT_BACKENDS)
+def test_a_call_cut_short_leaves_the_connection_refusing_further_calls(backend: str):
+    """After a call ended half way (here the reply to the end of the message
+    never came in time), the next reply the server sends answers that call,
+    not the next one: sending on would pair replies with the wrong commands.
+    The next call says so; quit() says nothing and closes."""
+    with scripted(late_on_the_final_dot) as port, connected(backend, port, timeout=1) as client:
+        with pytest.raises(ServiceRefused, match="no reply within 1 s"):
+            client.sendmail("a@example.org", ["b@example.org"], b"first\r\n")
+        with pytest.raises(ServiceRefused, match="out of step"):
+            client.sendmail("a@example.org", ["b@example.org"], b"second\r\n")
