@@ -296,6 +296,8 @@ class ClientDriver:
     ) -> Generator[Request, Any, SendResult]:
         """One transaction; raises SMTPError subclasses when it cannot go on."""
         self._check_in_step()
+        if isinstance(content, str):  # checked before MAIL: nothing goes half way
+            raise TypeError("the message content is bytes or an iterable of bytes, not str")
         conn = self.conn
         extensions = conn.extensions or smtp.Extensions()
         reverse = None if sender is None or sender == "" else _address(sender)

@@ -31,8 +31,11 @@ def server_config(
     config: smtp.ServerConfig | None, ssl_context: ssl.SSLContext | None, implicit_tls: bool
 ) -> smtp.ServerConfig:
     """The config a server runs with: STARTTLS offered exactly when it can
-    be carried out (a context, and not already implicit TLS)."""
+    be carried out (a context, and not already implicit TLS). ValueError
+    for require_tls without a context: no mail could ever be accepted."""
     base = config or smtp.ServerConfig()
+    if base.require_tls and ssl_context is None:
+        raise ValueError("require_tls needs an ssl_context: without TLS every MAIL gets 530")
     offer = ssl_context is not None and not implicit_tls
     if base.starttls != offer:
         base = dataclasses.replace(base, starttls=offer)

@@ -214,3 +214,14 @@ def test_login_after_quit_says_the_connection_is_closed():
         client.quit()
         with pytest.raises(smtp.LocalProtocolError, match="the connection is closed"):
             client.login("ann", "s3cret")
+
+
+def test_a_str_message_is_refused_before_mail():
+    """Content is bytes: a str used to fail in the middle of DATA, which
+    drops the connection; now nothing is sent and the client goes on."""
+    handler = Collector()
+    with running(handler) as port, sync_backend.connect("127.0.0.1", port, timeout=10) as client:
+        with pytest.raises(TypeError, match="not str"):
+            client.sendmail("a@example.org", ["b@example.org"], "Subject: x\r\n\r\nhi\r\n")  # type: ignore[arg-type]
+        client.sendmail("a@example.org", ["b@example.org"], b"Subject: x\r\n\r\nhi\r\n")
+    assert len(handler.messages) == 1

@@ -193,3 +193,28 @@ def test_asyncio_client_login():
 
         asyncio.run(go())
     assert handler.sessions == [(False, None)]
+
+
+def test_require_tls_without_a_context_is_refused_at_start_on_every_backend():
+    """RFC 3207 4: with TLS required and none to offer, every MAIL would get
+    530 for ever; the server refuses to start instead."""
+    import anyio
+    import trio
+
+    from backends import anyio as anyio_backend
+    from backends import trio as trio_backend
+    from backends.maildir import SinkHandler
+    from smtp_core import ServerConfig
+
+    config = ServerConfig(require_tls=True)
+    message = "require_tls needs an ssl_context"
+    with pytest.raises(ValueError, match=message):
+        sync_backend.start_server(SinkHandler(), "127.0.0.1", 0, config=config)
+    with pytest.raises(ValueError, match=message):
+        asyncio.run(asyncio_backend.start_server(SinkHandler(), "127.0.0.1", 0, config=config))
+    with pytest.raises(ValueError, match=message):
+        trio.run(partial(trio_backend.serve, SinkHandler(), "127.0.0.1", 0, config=config))
+    for loop in ("asyncio", "trio"):
+        with pytest.raises(ValueError, match=message):
+            serve = partial(anyio_backend.serve, SinkHandler(), "127.0.0.1", 0, config=config)
+            anyio.run(serve, backend=loop)
