@@ -1,6 +1,6 @@
 # The asyncio server's connection: an asyncio Protocol that runs the shared
-# session driver (backends._session) from asyncio's callbacks, without a task
-# or a stream per connection. It moves bytes, runs hooks and keeps time; every
+# session driver (backends._session) from asyncio's callbacks, with no task or
+# stream per connection. It moves bytes, runs hooks and keeps time; every
 # decision is the driver's and every protocol rule the engine's.
 from __future__ import annotations
 
@@ -33,9 +33,7 @@ from ._tls import PLAINTEXT_AFTER_STARTTLS, tls_info
 __all__ = ["Connection", "Server"]
 
 _PENDING = object()  # a hook or a handshake is running in a task
-# Replies one callback may give before other connections get a turn: a read
-# of pipelined commands (RFC 2920) answered at once would hold the loop.
-_TURN = 64
+_TURN = 64  # replies per callback: pipelined commands (RFC 2920) must not hold the loop
 
 
 @dataclass(eq=False)
@@ -180,12 +178,15 @@ class Connection(asyncio.BufferedProtocol):
                         continue
                 self._flush()
                 if kind is StartTls:
-                    # Nothing more is read as plaintext: the peer's next bytes
-                    # are its handshake, which start_tls reads.
+                    # Nothing more is read as plaintext: start_tls reads the handshake.
                     self.transport.pause_reading()
                     self.task = self.loop.create_task(self._start_tls())
                 elif kind is Close:
-                    self.transport.close()
+                    self.transport.close()  # once what is written is taken; at most:
+                    if self.transport.get_write_buffer_size():
+                        self.loop.call_later(
+                            self.server.limits.command_timeout, self.transport.abort
+                        )
                 return
         except Exception as error:  # a bug, not the peer: say so and drop the connection
             self.loop.call_exception_handler(
