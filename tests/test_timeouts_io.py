@@ -197,15 +197,16 @@ def test_a_call_cut_short_leaves_the_connection_refusing_further_calls(backend: 
             client.sendmail("a@example.org", ["b@example.org"], b"second\r\n")
 
 
-# anyio on asyncio gives its stream no way to abort: its close waits for
-# the unsent replies to be taken, which they never are (a known gap).
-_UNABORTABLE = pytest.mark.xfail(strict=True, reason="anyio's asyncio stream cannot abort")
+# A known gap: anyio on asyncio keeps such a session open in most runs here
+# (not all: with slower timing its send times out and the stream is
+# aborted); where it waits is not found yet.
+_OPEN_GAP = pytest.mark.xfail(reason="anyio on asyncio: the session is not always ended")
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads TCP_INFO")
 @pytest.mark.parametrize(
     "backend",
-    [b if b != "anyio-asyncio" else pytest.param(b, marks=_UNABORTABLE) for b in SERVER_BACKENDS],
+    [b if b != "anyio-asyncio" else pytest.param(b, marks=_OPEN_GAP) for b in SERVER_BACKENDS],
 )
 def test_a_server_ends_a_session_whose_client_takes_no_replies(backend: str):
     """A client that pipelines commands and never reads the replies: once
