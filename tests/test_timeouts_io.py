@@ -14,7 +14,7 @@ from contextlib import contextmanager, suppress
 
 import pytest
 from servers import CLIENT_BACKENDS, SERVER_BACKENDS, connected, serving
-from test_tls import client_context, server_context
+from test_tls import client_context, server_context, up_to_the_handshake
 
 from backends import ServiceRefused, SessionLimits, SinkHandler
 
@@ -150,15 +150,7 @@ def test_a_server_ends_a_starttls_handshake_that_never_comes(backend: str):
         serving(backend, SinkHandler(), ssl_context=server_context(), limits=limits) as port,
         socket.create_connection(("127.0.0.1", port), timeout=LIMIT) as raw,
     ):
-        stream = raw.makefile("rwb")
-        assert stream.readline().startswith(b"220")
-        stream.write(b"EHLO client.example\r\n")
-        stream.flush()
-        while stream.readline()[3:4] == b"-":
-            pass
-        stream.write(b"STARTTLS\r\n")
-        stream.flush()
-        assert stream.readline().startswith(b"220")
+        up_to_the_handshake(raw)
         assert closed_within(raw, LIMIT / 2), "the server still waits for the handshake"
 
 

@@ -10,6 +10,7 @@ import socket
 import ssl
 import time
 from functools import partial
+from typing import BinaryIO
 
 import pytest
 import trustme
@@ -113,6 +114,21 @@ def test_command_injection_through_real_tls_is_refused(server):  # type: ignore[
     assert handler.sessions == []
 
 
+def up_to_the_handshake(raw: socket.socket) -> BinaryIO:
+    """Greeting, EHLO, STARTTLS and its 220 over ``raw``; the stream, where
+    the client's handshake would go next."""
+    stream = raw.makefile("rwb")
+    assert stream.readline().startswith(b"220")
+    stream.write(b"EHLO client.example\r\n")
+    stream.flush()
+    while stream.readline()[3:4] == b"-":
+        pass
+    stream.write(b"STARTTLS\r\n")
+    stream.flush()
+    assert stream.readline().startswith(b"220")
+    return stream
+
+
 @pytest.mark.parametrize("server", SERVERS, ids=["sync", "asyncio"])
 def test_a_failed_handshake_is_logged_with_the_peer(server, caplog):  # type: ignore[no-untyped-def]
     """After the 220 to STARTTLS the peer sends no ClientHello but text: the
@@ -122,15 +138,7 @@ def test_a_failed_handshake_is_logged_with_the_peer(server, caplog):  # type: ig
         server(Recorder(), ssl_context=server_context()) as port,
         socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
     ):
-        stream = raw.makefile("rwb")
-        assert stream.readline().startswith(b"220")
-        stream.write(b"EHLO x\r\n")
-        stream.flush()
-        while stream.readline()[3:4] == b"-":
-            pass
-        stream.write(b"STARTTLS\r\n")
-        stream.flush()
-        assert stream.readline().startswith(b"220")
+        stream = up_to_the_handshake(raw)
         stream.write(b"this is no ClientHello\r\n" * 20)
         stream.flush()
         # The server hangs up, or resets: our bytes were unread when it closed.
