@@ -4,9 +4,12 @@
 # stream adapter and their own way to listen and connect, nothing more.
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
+import socket
 import ssl
+import struct
 from collections.abc import Generator, Iterable, Sequence
 from email.message import EmailMessage
 from typing import Any, Protocol
@@ -28,7 +31,7 @@ from ._session import (
     Write,
 )
 
-__all__ = ["AsyncClient", "AsyncStream", "open_client", "serve_stream"]
+__all__ = ["AsyncClient", "AsyncStream", "open_client", "reset_on_close", "serve_stream"]
 
 _log = logging.getLogger("backends")
 
@@ -56,6 +59,15 @@ class AsyncStream(Protocol):
 
     async def aclose(self) -> None:
         """Close, ignoring a peer that is already gone."""
+
+
+def reset_on_close(sock: Any) -> None:
+    """Have the close of ``sock`` reset the connection: what a peer that
+    took nothing for a whole timeout still has to take is dropped, not left
+    queued behind the FIN for the kernel to retry, which a peer that never
+    reads never sees end."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
 
 async def _perform(request: Call, handler: object) -> Any:

@@ -10,6 +10,7 @@ from typing import Any
 
 import trio
 
+from ._async import reset_on_close
 from ._session import HookFailed
 
 __all__ = ["Stream", "details"]
@@ -129,6 +130,9 @@ class Stream:
             with trio.fail_after(timeout):
                 await self.stream.send_all(data)  # returns once the peer has taken it
         except trio.TooSlowError:
+            stream = getattr(self.stream, "transport_stream", self.stream)  # under TLS
+            if isinstance(stream, trio.SocketStream):
+                reset_on_close(stream.socket)
             raise TimeoutError(f"the peer took no data for {timeout} s") from None
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as error:
             # The peer is gone: end this session, never the server's nursery.

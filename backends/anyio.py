@@ -18,7 +18,7 @@ from anyio.streams.tls import TLSAttribute, TLSStream
 import smtp_core as smtp
 from smtp_core import sasl
 
-from ._async import AsyncClient, open_client, serve_stream
+from ._async import AsyncClient, open_client, reset_on_close, serve_stream
 from ._client import prepare
 from ._session import HookFailed, Lifecycle, Session, SessionLimits
 from ._tls import server_config
@@ -52,6 +52,9 @@ class _Stream:
             with anyio.fail_after(timeout):
                 await self.stream.send(data)
         except TimeoutError:
+            raw = self.stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+            if raw is not None:
+                reset_on_close(raw)
             raise TimeoutError(f"the peer took no data for {timeout} s") from None
         except (anyio.BrokenResourceError, anyio.ClosedResourceError) as error:
             # The peer is gone: end this session, never the server's task group.
