@@ -324,7 +324,13 @@ def test_ctrl_c_on_smtp_core_serve_is_graceful(backend: str, stop: signal.Signal
     ends with status 0, on every backend."""
     port = free_port()
     command = [sys.executable, "-m", "backends.cli", "serve", "--sink", "--port", str(port)]
-    process = subprocess.Popen([*command, "--backend", backend], stdout=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [*command, "--backend", backend],
+        stdout=subprocess.DEVNULL,
+        # As from a terminal: a runner started in the background (nohup, &)
+        # passes SIGINT on ignored, and Python then leaves it ignored.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         for _ in range(100):  # bounded: 10 s at most
             try:
