@@ -187,7 +187,9 @@ class ClientDriver:
                     raise ServiceRefused(f"no reply within {self.timeout} s", None)
                 conn.receive_data(data)
             else:
-                raise ServiceRefused("the server closed the connection", None)
+                # Its last word, if it was a 421 (RFC 5321 3.8), says why.
+                last = replies[-1] if replies and replies[-1].code == 421 else None
+                raise ServiceRefused("the server closed the connection", last)
         return replies
 
     def _reply(self) -> Generator[Request, Any, smtp.Reply]:

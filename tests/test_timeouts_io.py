@@ -221,3 +221,19 @@ def test_a_server_ends_a_session_whose_client_takes_no_replies(backend: str):
                 time.sleep(0.1)
             else:
                 pytest.fail("the server still holds a session that takes no replies")
+
+
+@pytest.mark.parametrize("backend", CLIENT_BACKENDS)
+def test_a_client_told_421_before_a_close_says_why(backend: str):
+    """RFC 5321 3.8: a server that gives up says 421 and closes; the error of
+    the call that finds the connection closed carries that reply."""
+    limits = SessionLimits(command_timeout=0.5)
+    with (
+        serving("asyncio", SinkHandler(), limits=limits) as port,
+        connected(backend, port, timeout=5) as client,
+    ):
+        time.sleep(1.0)  # the server times the session out meanwhile
+        with pytest.raises(ServiceRefused, match="closed the connection") as refused:
+            client.sendmail("a@example.org", ["b@example.org"], b"Subject: x\r\n\r\nhi\r\n")
+    reply = refused.value.reply
+    assert reply is not None and reply.code == 421 and "timeout" in reply.text
