@@ -294,7 +294,11 @@ class SessionDriver:
     def _hook(self, name: str, *args: Any) -> Generator[Request, Any, smtp.Reply | None]:
         if name not in self.hooks:
             return None
-        result = yield Call(name, args)
+        return self._checked(name, (yield Call(name, args)))
+
+    def _checked(self, name: str, result: object) -> smtp.Reply | None:
+        """A hook's result as a reply: 451 4.3.0 (and why, logged) when it
+        raised or gave something other than a Reply or None."""
         if result is None or isinstance(result, smtp.Reply):
             return result
         self._hook_failed(name, result)
@@ -561,11 +565,26 @@ class SessionDriver:
         elif self.spooling:  # "BDAT 0 LAST" alone: an empty message (RFC 3030 section 2)
             spool = self.spool = self._new_spool()
         # With on_chunk the body went there already and on_message gets None.
-        reply = None
+        reply: Any = None
         if "on_message" in self.hooks:
-            reply = yield from self._hook("on_message", self.session, envelope, spool)
+            reply = yield Call("on_message", (self.session, envelope, spool))
             self._drop_message()
-        data, sent = self._sent("on_message", reply, _QUEUED)
-        if self.config.lmtp:  # RFC 2033 4.2: one reply per accepted recipient
-            data += b"".join([self.conn.send(sent) for _ in envelope.recipients[1:]])
+        count = len(envelope.recipients)
+        if not self.config.lmtp or not isinstance(reply, (list, tuple)):
+            reply = self._checked("on_message", reply)
+            data, sent = self._sent("on_message", reply, _QUEUED)
+            if self.config.lmtp:  # RFC 2033 4.2: one reply per accepted recipient
+                data += b"".join([self.conn.send(sent) for _ in range(count - 1)])
+        elif len(reply) == count and all(r is None or isinstance(r, smtp.Reply) for r in reply):
+            # LMTP: the handler's own reply for each recipient, in their order.
+            data = b"".join([self._sent("on_message", r, _QUEUED)[0] for r in reply])
+        else:
+            log.error(
+                "on_message returned %r, not one Reply or None for each of the %d "
+                "recipients; 451 4.3.0 to %s",
+                reply,
+                count,
+                _peer(self.session),
+            )
+            data = b"".join([self.conn.send(_TEMPORARY_FAILURE) for _ in range(count)])
         yield Write(data)

@@ -67,3 +67,47 @@ def test_a_failing_on_connect_greets_with_421_and_closes(backend: str):
         smtplib.SMTP("127.0.0.1", port, timeout=10)
     assert refused.value.smtp_code == 421
     assert refused.value.smtp_error.startswith(b"4.3.0 ")
+
+
+class PerRecipient:
+    """LMTP: delivers to bob, finds carol's mailbox full; or gives a list of
+    the wrong length when told to."""
+
+    def __init__(self, wrong_length: bool) -> None:
+        self.wrong_length = wrong_length
+
+    def on_message(self, session, envelope, body):  # type: ignore[no-untyped-def]
+        if self.wrong_length:
+            return [None]
+        full = smtp.Reply(452, "mailbox full", "4.2.2")
+        return [full if r.forward_path.local_part == "carol" else None for r in envelope.recipients]
+
+
+@pytest.mark.parametrize("wrong_length", [False, True], ids=["one-each", "wrong-length"])
+@pytest.mark.parametrize("backend", SERVER_BACKENDS)
+def test_an_lmtp_handler_answers_each_recipient(
+    backend: str, wrong_length: bool, caplog: pytest.LogCaptureFixture
+):
+    """RFC 2033 4.2: after the content, one reply per accepted recipient, in
+    order; on_message may give them as a list (None: the default). A list of
+    the wrong length is the handler's mistake: 451 4.3.0 for each, logged."""
+    from servers import connected
+
+    caplog.set_level(logging.ERROR, logger="smtp_core.server")
+    server_config = smtp.ServerConfig(lmtp=True)
+    client_config = smtp.ClientConfig(lmtp=True)
+    with (
+        serving(backend, PerRecipient(wrong_length), config=server_config) as port,
+        connected("sync", port, timeout=10, config=client_config) as client,
+    ):
+        result = client.sendmail(
+            "a@example.org", ["bob@example.org", "carol@example.org"], b"Subject: x\r\n\r\nhi\r\n"
+        )
+    codes = {str(address): reply.code for address, reply in result.delivered.items()}
+    if wrong_length:
+        assert codes == {"bob@example.org": 451, "carol@example.org": 451}
+        [record] = caplog.records
+        assert "not one Reply or None for each of the 2 recipients" in record.getMessage()
+    else:
+        assert codes == {"bob@example.org": 250, "carol@example.org": 452}
+        assert caplog.records == []
