@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import smtp_core as smtp
 from smtp_core import sasl
 
-from ._client import ClientDriver, SendResult, ServiceRefused, describe, message_parts
+from ._client import ClientDriver, SendResult, ServiceRefused, message_parts
 from ._session import (
     Call,
     Close,
@@ -29,6 +29,7 @@ from ._session import (
     SessionLimits,
     StartTls,
     Write,
+    describe,
 )
 
 __all__ = ["AsyncClient", "AsyncStream", "open_client", "reset_on_close", "serve_stream"]

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import smtp_core as smtp
 from smtp_core import sasl
 
-from ._session import HookFailed, Read, Request, StartTls, Write
+from ._session import HookFailed, Read, Request, StartTls, Write, describe
 
 __all__ = [
     "AuthenticationFailed",
@@ -95,12 +95,6 @@ class SendResult:
         if self.delivered:  # LMTP only
             out.update({a: r for a, r in self.delivered.items() if not r.is_positive})
         return out
-
-
-def describe(error: BaseException) -> str:
-    """An error's message; trio wraps an SSLError in a BrokenResourceError
-    that says nothing."""
-    return str(error) or str(error.__cause__ or "") or type(error).__name__
 
 
 def _remember(cache: dict[_K, _V], key: _K, make: Callable[[_K], _V]) -> _V:
@@ -455,16 +449,18 @@ class ClientDriver:
                     break
         return (yield from self._finish(result))
 
+    def _out_of_step(self) -> bool:
+        return bool(self.conn.pending) or self.conn.state in _MID_EXCHANGE
+
     def _check_in_step(self) -> None:
         """A call cut short (cancelled, or ended by an error of the
         connection) leaves replies owed, or a transaction, content or an
         exchange half done: what the server says next would be taken for the
         answers to this call. Such a connection is of no more use."""
-        conn = self.conn
-        if conn.pending or conn.state in _MID_EXCHANGE:
+        if self._out_of_step():
             raise ServiceRefused(
                 "the connection is out of step: an earlier call was cut short "
-                f"in state {conn.state.name}; connect again",
+                f"in state {self.conn.state.name}; connect again",
                 None,
             )
 
@@ -475,8 +471,7 @@ class ClientDriver:
     def quit(self) -> Generator[Request, Any, smtp.Reply | None]:
         """QUIT, unless the connection is closed or out of step (see
         ``_check_in_step``): then nothing is said, and None returned."""
-        conn = self.conn
-        if conn.state is smtp.State.CLOSED or conn.pending or conn.state in _MID_EXCHANGE:
+        if self.conn.state is smtp.State.CLOSED or self._out_of_step():
             return None
         [reply] = yield from self._exchange([smtp.Quit()])
         return reply

@@ -135,6 +135,12 @@ Request = Read | Write | Call | StartTls | Close
 log = logging.getLogger("smtp_core.server")
 
 
+def describe(error: BaseException) -> str:
+    """An error's message; trio wraps an SSLError in a BrokenResourceError
+    that says nothing."""
+    return str(error) or str(error.__cause__ or "") or type(error).__name__
+
+
 def _peer(session: Session) -> str:
     if not session.peer:
         return "the peer"
@@ -507,7 +513,7 @@ class SessionDriver:
         if self.conn.state is smtp.State.TLS_HANDSHAKE:
             outcome = yield _START_TLS
             if isinstance(outcome, HookFailed):
-                reason = str(outcome.error) or str(outcome.error.__cause__ or "")
+                reason = describe(outcome.error)
                 log.info("TLS handshake with %s failed: %s", _peer(session), reason)
                 raise smtp.RemoteProtocolError(f"TLS handshake failed: {reason}")
             # RFC 3207 4.2: everything learnt before the handshake is gone.
