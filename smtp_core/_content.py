@@ -12,8 +12,10 @@
 # bytes.split and join, and the bare CR/LF test one replace and two scans.
 # The common read (no dot at a line start before the end, if any) takes a
 # fast path: one find and at most one slice, no split and no copy of the
-# read. Line lengths are checked by jumping a window of the line limit with
-# rfind, so the Python loop runs once per ``limit`` octets, not once per line.
+# read; the find starts from a memchr for the first dot. Line lengths are
+# checked by jumping a window of the line limit with rfind, so the Python
+# loop runs once per ``limit`` octets, not once per line. On large content
+# both checks pass runs of lines of one length (base64) in strided slices.
 #
 # Writing (client): the mirror image. A trailing CR is held back until the
 # next chunk shows whether an LF follows, so CRLF normalisation and stuffing
@@ -35,10 +37,95 @@ def _normalize(data: bytes) -> bytes:
 
 
 def _has_bare_line_ending(data: bytes) -> bool:
+    """Whether ``data`` has a CR not followed by LF or an LF not after a CR.
+
+    Most large content is lines of one length (base64: 76 octets and a CRLF
+    a line), and a run of such lines is checked without a look at each: the
+    CR and the LF positions of the whole run are two strided slices, which
+    must be all CR and all LF; those pairs are blanked in a copy of the run,
+    and a memchr for CR and for LF then finds any other. Irregular stretches
+    go to the replace in blocks that start and end at a line start (growing
+    while the lines stay irregular), so no CRLF is ever cut in two."""
+    size = len(data)
+    if size < _RUNS_FROM:
+        return _has_bare_by_replace(data)
+    find = data.find
+    start = 0  # a line start: everything before it is checked
+    block = _BLOCK
+    while start < size:
+        newline = find(b"\n", start)
+        if newline < 0:
+            return find(b"\r", start) >= 0  # no line end left: any CR is bare
+        if newline == start or data[newline - 1] != 13:
+            return True  # an LF not after a CR (at start: after an LF, or first)
+        length = newline + 1 - start
+        probe = newline + _SHORT_RUN * length
+        if (
+            data[newline:probe:length] == _LINE_FEEDS
+            and data[newline - 1 : probe - 1 : length] == _RETURNS
+        ):
+            ends = data[newline::length]
+            returns = data[newline - 1 :: length]
+            run = min(
+                len(ends) - len(ends.lstrip(b"\n")), len(returns) - len(returns.lstrip(b"\r"))
+            )
+            stop = newline + (run - 1) * length + 1  # after the run's last LF
+            lines = bytearray(memoryview(data)[start:stop])
+            zeros = bytes(run)
+            lines[length - 2 :: length] = zeros
+            lines[length - 1 :: length] = zeros
+            # A CR or LF left is bare, or a pair inside a line: ask the replace.
+            if (13 in lines or 10 in lines) and _has_bare_by_replace(data[start:stop]):
+                return True
+            block = _BLOCK
+        else:
+            stop = data.rfind(b"\n", start, start + block) + 1 or newline + 1
+            if _has_bare_by_replace(data[start:stop]):
+                return True
+            block *= 8
+        start = stop
+    return False
+
+
+def _has_bare_by_replace(data: bytes) -> bool:
     # Blank out the pairs (same length, so CPython copies and patches in
     # place), then two memchr scans: cheaper than three counts.
     blanked = data.replace(b"\r\n", b"  ")
     return b"\r" in blanked or b"\n" in blanked
+
+
+# Content from this size up is checked in runs of lines of one length.
+_RUNS_FROM = 4096
+# Lines of one length it takes to make a run; and the first block of
+# irregular lines checked by the replace.
+_SHORT_RUN = 16
+_LINE_FEEDS = b"\n" * _SHORT_RUN
+_RETURNS = b"\r" * _SHORT_RUN
+_BLOCK = 2048
+
+
+# Where a line may start with a dot is searched for in windows from this
+# size, doubling, so dense dots cost few calls and a lone dot little search.
+_DOT_WINDOW = 2048
+
+
+def _dot_line(data: bytes) -> int:
+    """Where the first CRLF "." is in ``data``, or -1: ``data.find(b"\r\n.")``,
+    quicker on content with few dots (base64 has none). A memchr finds the
+    next dot, and the search is made only from there, a window at a time;
+    content without a dot costs the memchr alone."""
+    if len(data) <= _DOT_WINDOW:
+        return data.find(b"\r\n.")
+    find = data.find
+    start = 0  # no CRLF "." has its dot before this
+    window = _DOT_WINDOW
+    while (dot := find(b".", start)) >= 0:
+        position = find(b"\r\n.", dot - 2 if dot >= 2 else 0, dot + window)
+        if position >= 0:
+            return position
+        start = dot + window  # the window held every dot before this
+        window *= 2
+    return -1
 
 
 # Beyond this many CRLF "." split points in one read, the end is found with
@@ -120,7 +207,7 @@ class ContentReader:
             return b""
         if line_start and data[0] == 46:  # "."
             return None
-        position = data.find(b"\r\n.")
+        position = _dot_line(data)
         if position < 0:
             if data[-1] == 13:  # "\r": its LF, if any, comes with the next read
                 return None
@@ -246,7 +333,25 @@ class ContentReader:
                 self._line += size
                 return False
         start = newline + 1
+        find = out.find
+        probe = start  # where a run of lines of one length is looked for next
+        gap = _BLOCK  # how far on the next look is, growing while none is found
         while size - start > limit:
+            if start >= probe:
+                # A run of lines of one length that fits (strided LFs, as in
+                # _has_bare_line_ending) is passed in one step: any LF between
+                # two of the run's only makes lines shorter.
+                first = find(b"\n", start, start + limit)
+                if first >= 0:
+                    length = first + 1 - start
+                    if out[first : first + _SHORT_RUN * length : length] == _LINE_FEEDS:
+                        ends = out[first::length]
+                        run = len(ends) - len(ends.lstrip(b"\n"))
+                        start = first + (run - 1) * length + 1
+                        gap = _BLOCK
+                        continue
+                probe = start + gap
+                gap *= 4
             newline = rfind(b"\n", start, start + limit)
             if newline < 0:
                 fits = False

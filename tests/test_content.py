@@ -19,7 +19,7 @@ from smtp_core import (
     MessageRefused,
     ServerConfig,
 )
-from smtp_core._content import ContentReader, ContentWriter
+from smtp_core._content import ContentReader, ContentWriter, _dot_line, _has_bare_line_ending
 
 
 def read_all(data: bytes, *, pieces: int | None = None, **options: object):
@@ -302,3 +302,141 @@ def test_line_limit_verdict_matches_a_naive_count_for_any_reads(
         position += size
         reader.read()
     assert isinstance(reader.final, MessageRefused) == too_long
+
+
+# Large content: runs of lines of one length are checked with strided slices
+# (base64 is lines of 76 octets and a CRLF), the rest by the replace; the
+# verdicts must be those of a plain count whatever the shape.
+
+
+@st.composite
+def large_content(draw: st.DrawFn) -> bytes:
+    """Over 4 KiB of lines: runs of one length and irregular stretches, then
+    a few edits anywhere (a bare CR or LF, a CRLF inside a line, a dot after
+    a CRLF, an over-long line)."""
+    parts = []
+    for _ in range(draw(st.integers(1, 4))):
+        if draw(st.booleans()):
+            length = draw(st.integers(2, 120))  # with the CRLF
+            count = draw(st.integers(1, 200))
+            parts.append((b"x" * (length - 2) + b"\r\n") * count)
+        else:
+            lines = draw(st.lists(st.binary(max_size=90), max_size=40))
+            parts.append(
+                b"".join(line.replace(b"\r", b"r").replace(b"\n", b"n") + b"\r\n" for line in lines)
+            )
+    data = b"".join(parts)
+    if len(data) < 4096:
+        data += (b"y" * 76 + b"\r\n") * (4096 // 78 + 1)
+    for _ in range(draw(st.integers(0, 3))):
+        at = draw(st.integers(0, len(data)))
+        edit = draw(st.sampled_from([b"\r", b"\n", b"\r\n", b"\r\n.", b".", b"z" * 1200]))
+        if draw(st.booleans()):
+            data = data[:at] + edit + data[at:]
+        else:
+            data = data[:at] + edit + data[at + len(edit) :]
+    return data
+
+
+def naive_bare(data: bytes) -> bool:
+    pairs = data.count(b"\r\n")
+    return data.count(b"\r") != pairs or data.count(b"\n") != pairs
+
+
+@given(large_content())
+def test_bare_line_ending_check_in_runs_matches_a_count(data: bytes):
+    """RFC 5321 2.3.8: a CR or LF outside a CRLF pair is found in any shape
+    of content, in runs of equal lines as well as elsewhere."""
+    assert _has_bare_line_ending(data) == naive_bare(data)
+
+
+def test_bare_line_ending_check_finds_each_kind_in_a_run():
+    """A run of base64-like lines with one byte changed, at every position
+    of a line, at the start, middle and end of the run; and a CRLF pair
+    inside a line (the stride jumps over it) is no bare line ending."""
+    line = b"Q" * 76 + b"\r\n"
+    run = line * 200
+    assert not _has_bare_line_ending(run)
+    for line_index in (0, 1, 100, 199):
+        for column in range(len(line)):
+            at = line_index * len(line) + column
+            for byte in (b"\r", b"\n"):
+                changed = run[:at] + byte + run[at + 1 :]
+                assert _has_bare_line_ending(changed) == naive_bare(changed), (at, byte)
+    inner_pair = run[:3900] + b"\r\n" + run[3902:]
+    assert not naive_bare(inner_pair) and not _has_bare_line_ending(inner_pair)
+
+
+@given(large_content())
+def test_dot_line_search_matches_find(data: bytes):
+    """RFC 5321 4.5.2: the first CRLF "." is found wherever it is, among
+    dots at any density."""
+    assert _dot_line(data) == data.find(b"\r\n.")
+    dotted = data.replace(b"x", b".", data.count(b"x") // 2)
+    assert _dot_line(dotted) == dotted.find(b"\r\n.")
+
+
+@given(
+    large_content(),
+    st.sampled_from([80, 100, 1000]),
+    st.lists(st.integers(1, 70000), min_size=1, max_size=5),
+)
+def test_large_content_verdicts_match_a_naive_count_for_any_reads(
+    body: bytes, limit: int, sizes: list[int]
+):
+    """RFC 5321 4.5.3.1.6 (line limit), 2.3.8 (bare CR/LF, refused first) and
+    4.5.2 (un-stuffing) on large content, however the reads fall."""
+    body += b"\r\n"
+    wire = body.replace(b"\r\n.", b"\r\n..")
+    if wire.startswith(b"."):
+        wire = b"." + wire
+    wire += b".\r\n"
+    lines = body.split(b"\n")[:-1]
+    bare = naive_bare(body)
+    too_long = any(len(line) + 1 > limit for line in lines)
+    reader = ContentReader(limit, None, BareLinePolicy.REJECT)
+    out = b""
+    position = 0
+    index = 0
+    while reader.final is None and position < len(wire):
+        size = sizes[index % len(sizes)]
+        index += 1
+        reader.feed(wire[position : position + size])
+        position += size
+        out += reader.read() or b""
+    final = reader.final
+    if bare:
+        assert isinstance(final, MessageRefused) and final.reply.code == 550
+    elif too_long:
+        assert isinstance(final, MessageRefused) and final.reply.code == 552
+    else:
+        assert final == MessageEnd() and out == body
+
+
+def test_dot_line_search_finds_a_dot_line_at_every_window_edge():
+    """The search jumps from dot to dot and looks a window on from each:
+    a CRLF "." just inside, on and just past each edge is found."""
+    for first_dot in (0, 1, 2, 3, 500):
+        for offset in [*range(2040, 2060), *range(6130, 6160), *range(14330, 14350)]:
+            at = first_dot + offset
+            data = bytearray(b"x" * 20000)
+            data[first_dot] = 46
+            data[at : at + 3] = b"\r\n."
+            data = bytes(data)
+            assert _dot_line(data) == data.find(b"\r\n."), (first_dot, offset)
+
+
+@pytest.mark.parametrize("length", [2, 3, 78, 1000])
+def test_line_after_a_run_is_checked(length: int):
+    """RFC 5321 4.5.3.1.6: a run of equal lines is passed in one step; the
+    line right after it (too long, or just fitting) still gets its verdict,
+    and so does the line before it."""
+    run = (b"x" * (length - 2) + b"\r\n") * 300
+    fitting = b"y" * 998 + b"\r\n"
+    too_long = b"y" * 999 + b"\r\n"
+    for before in (b"", b"short\r\n", fitting, too_long):
+        for after in (fitting, too_long):
+            body = before + run + after + run
+            _content, final, _ = read_all(body + b".\r\n")
+            refused = too_long in (before, after)
+            assert isinstance(final, MessageRefused) == refused, (length, before[:5], after[:5])
