@@ -302,6 +302,11 @@ SUBJECTS = (
         "bare asyncio sink",
         lambda port: [PYTHON, str(HERE / "bare_sink.py"), "--host", HOST, "--port", str(port)],
     ),
+    Subject(
+        "bare-driver",
+        "asyncio backend, bare driver",
+        lambda port: [PYTHON, str(HERE / "bare_driver.py"), "--host", HOST, "--port", str(port)],
+    ),
     Subject("smtp-sink", "Postfix smtp-sink", smtp_sink_argv),
 )
 
