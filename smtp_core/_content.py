@@ -397,7 +397,7 @@ class ContentWriter:
         if not data:
             return b""
         # RFC 5321 4.5.2: a line that starts with a dot gets one more.
-        out = b"\r\n..".join(data.split(b"\r\n."))
+        out = b"\r\n..".join(data.split(b"\r\n.")) if _dot_line(data) >= 0 else data
         if self._line_start and data[0] == 46:
             out = b"." + out
         self._line_start = data[-1] == 10

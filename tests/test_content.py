@@ -176,6 +176,21 @@ def test_writer_stuffs_dots_and_terminates():
     assert write_all([b"no final newline"]) == b"no final newline\r\n.\r\n"
 
 
+@pytest.mark.parametrize("at", [0, 1, 2047, 2048, 9000, 39_000])
+def test_writer_stuffs_a_dot_line_anywhere_in_large_content(at: int):
+    """RFC 5321 4.5.2 on a large chunk, which is searched for dot lines from
+    dot to dot: a lone dot line and a dot-led line deep in base64-like lines
+    are doubled, and dots inside lines are left alone."""
+    run = (b"Q" * 76 + b"\r\n") * 520
+    body = run[:at] + b"a.b\r\n.\r\n.x\r\n" + run[at:]
+    expected = body.replace(b"\r\n.", b"\r\n..")
+    if expected.startswith(b"."):
+        expected = b"." + expected
+    assert write_all([body]) == expected + b".\r\n"
+    content, final, _ = read_all(write_all([body]))
+    assert final == MessageEnd() and content == body
+
+
 @pytest.mark.parametrize(
     "chunks",
     [
