@@ -35,11 +35,18 @@ line in 40 starting with a dot, the odd line holding a lone dot and the odd
 empty line. It is built from a seeded 1 MiB block, once, outside the timed
 region, and held only as the list of 64 KiB pieces the run feeds, so a run
 holds at most about one copy of the body at a time.
+
+The server and client DATA rows are then run again on an attachment-shaped
+body ("base64"): each 1 MiB block is three MIME header lines and a blank
+line, then base64 of random bytes in lines of 76 characters and a CRLF.
+Such runs of equal lines are what the content checks pass in strided
+slices; the first body, lines of uneven length, is their worst case.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import cProfile
 import gc
 import hashlib
@@ -127,6 +134,24 @@ def make_content(rng: random.Random, size: int) -> bytes:
     return content
 
 
+def make_attachment(rng: random.Random, size: int) -> bytes:
+    """Exactly ``size`` octets shaped like a mail with an attachment: a few
+    irregular MIME header lines, then base64 of random bytes in lines of 76
+    characters (RFC 2045 6.8), then one shorter line to make up the size."""
+    head = (
+        b'Content-Type: application/octet-stream; name="report.pdf"\r\n'
+        b"Content-Transfer-Encoding: base64\r\n"
+        b'Content-Disposition: attachment; filename="report.pdf"\r\n\r\n'
+    )
+    lines = (size - len(head) - 2) // 78
+    encoded = base64.b64encode(rng.randbytes(lines * 57))
+    body = b"".join(encoded[i : i + 76] + b"\r\n" for i in range(0, len(encoded), 76))
+    last = size - len(head) - len(body) - 2
+    content = head + body + encoded[:last] + b"\r\n"
+    assert len(content) == size and content.endswith(b"\r\n")
+    return content
+
+
 def dot_stuff(content: bytes) -> bytes:
     """RFC 5321 4.5.2, written independently of the engine: content that starts
     and ends on a line boundary, with every line starting with a dot given one more."""
@@ -182,10 +207,10 @@ class Body:
         return hasher.digest()
 
 
-def make_body(size: int) -> Body:
+def make_body(size: int, make: Callable[[random.Random, int], bytes] = make_content) -> Body:
     if size % BLOCK:
         raise SystemExit(f"the body size must be a whole number of MiB, got {size}")
-    return Body(make_content(random.Random(SEED), BLOCK), size // BLOCK)
+    return Body(make(random.Random(SEED), BLOCK), size // BLOCK)
 
 
 # -- engine set-up (never timed) ----------------------------------------------
@@ -380,9 +405,9 @@ def run_server_data(config: ServerConfig, pieces: Sequence[bytes], body: Body) -
     return elapsed
 
 
-def server_rows(body: Body, repeat: int) -> list[Row]:
+def server_rows(body: Body, repeat: int, shape: str = "") -> list[Row]:
     pieces = body.wire_pieces()
-    workload = f"{body.size / MB:,.0f} MiB, 64 KiB pieces"
+    workload = f"{body.size / MB:,.0f} MiB{shape}, 64 KiB pieces"
     rows = []
     for label, config in SERVER_CONFIGS.items():
         name = f"server DATA, {label}"
@@ -449,9 +474,9 @@ def run_client_data(pieces: Sequence[bytes], body: Body) -> float:
     return elapsed
 
 
-def client_row(body: Body, repeat: int) -> Row:
+def client_row(body: Body, repeat: int, shape: str = "") -> Row:
     pieces = body.plain_pieces()
-    name, workload = "client DATA", f"{body.size / MB:,.0f} MiB, 64 KiB pieces"
+    name, workload = "client DATA", f"{body.size / MB:,.0f} MiB{shape}, 64 KiB pieces"
     try:
         verify_client(pieces, body)  # also the warm-up
         rates = measure(repeat, lambda: run_client_data(pieces, body), body.size / MB)
@@ -605,6 +630,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows += server_rows(body, repeat)
     rows.append(client_row(body, repeat))
     rows.append(reference_row(body, repeat))
+    attachment = make_body(size, make_attachment)
+    rows += server_rows(attachment, repeat, " base64")
+    rows.append(client_row(attachment, repeat, " base64"))
 
     stuffed = body.wire_size() - 3 - body.size
     print(

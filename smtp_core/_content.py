@@ -41,11 +41,11 @@ def _has_bare_line_ending(data: bytes) -> bool:
 
     Most large content is lines of one length (base64: 76 octets and a CRLF
     a line), and a run of such lines is checked without a look at each: the
-    CR and the LF positions of the whole run are two strided slices, which
-    must be all CR and all LF; those pairs are blanked in a copy of the run,
-    and a memchr for CR and for LF then finds any other. Irregular stretches
-    go to the replace in blocks that start and end at a line start (growing
-    while the lines stay irregular), so no CRLF is ever cut in two."""
+    CR and the LF positions of the whole run are strided slices, which must
+    be all CR and all LF (see _run); those pairs are blanked in a copy of the
+    run, and a memchr for CR and for LF then finds any other. Irregular
+    stretches go to the replace in blocks that start and end at a line start
+    (growing while the lines stay irregular), so no CRLF is cut in two."""
     size = len(data)
     if size < _RUNS_FROM:
         return _has_bare_by_replace(data)
@@ -59,16 +59,8 @@ def _has_bare_line_ending(data: bytes) -> bool:
         if newline == start or data[newline - 1] != 13:
             return True  # an LF not after a CR (at start: after an LF, or first)
         length = newline + 1 - start
-        probe = newline + _SHORT_RUN * length
-        if (
-            data[newline:probe:length] == _LINE_FEEDS
-            and data[newline - 1 : probe - 1 : length] == _RETURNS
-        ):
-            ends = data[newline::length]
-            returns = data[newline - 1 :: length]
-            run = min(
-                len(ends) - len(ends.lstrip(b"\n")), len(returns) - len(returns.lstrip(b"\r"))
-            )
+        run = _run(data, newline, length, returns=True)
+        if run * length >= _RUN_OCTETS:
             stop = newline + (run - 1) * length + 1  # after the run's last LF
             lines = bytearray(memoryview(data)[start:stop])
             zeros = bytes(run)
@@ -94,13 +86,33 @@ def _has_bare_by_replace(data: bytes) -> bool:
     return b"\r" in blanked or b"\n" in blanked
 
 
+def _run(data: bytes, end: int, length: int, returns: bool) -> int:
+    """How many lines of ``length`` octets in a row end at ``end``, ``end +
+    length``, and so on: an LF at each, and a CR before it when ``returns``.
+
+    Looked at in strided slices over spans growing fourfold, so the cost
+    follows the run found, never the rest of ``data``."""
+    span = _RUN_PROBE
+    while True:
+        stop = end + span * length
+        ends = data[end:stop:length]
+        run = len(ends) - len(ends.lstrip(b"\n"))
+        if returns and run:
+            crs = data[end - 1 : stop - 1 : length]
+            run = min(run, len(crs) - len(crs.lstrip(b"\r")))
+        if run < span:
+            return run
+        span *= 4
+
+
 # Content from this size up is checked in runs of lines of one length.
 _RUNS_FROM = 4096
-# Lines of one length it takes to make a run; and the first block of
+# A run is checked in one step when it holds this many octets or more: so a
+# step, a few calls, always covers enough content to pay for itself, however
+# the lines fall. Lines looked at first for one; the first block of
 # irregular lines checked by the replace.
-_SHORT_RUN = 16
-_LINE_FEEDS = b"\n" * _SHORT_RUN
-_RETURNS = b"\r" * _SHORT_RUN
+_RUN_OCTETS = 4096
+_RUN_PROBE = 16
 _BLOCK = 2048
 
 
@@ -344,9 +356,8 @@ class ContentReader:
                 first = find(b"\n", start, start + limit)
                 if first >= 0:
                     length = first + 1 - start
-                    if out[first : first + _SHORT_RUN * length : length] == _LINE_FEEDS:
-                        ends = out[first::length]
-                        run = len(ends) - len(ends.lstrip(b"\n"))
+                    run = _run(out, first, length, returns=False)
+                    if run * length >= _RUN_OCTETS:
                         start = first + (run - 1) * length + 1
                         gap = _BLOCK
                         continue
