@@ -366,8 +366,11 @@ class ServerConnection(_Connection):
             return self._next_content(self._content)
         if self._chunk_left is not None:
             return self._next_chunk()
+        buffer = self._buffer
+        if buffer._start == len(buffer._data):  # nothing unread: the usual wait
+            return self._closed() if self._peer_closed else NEED_DATA
         limit = _MAX_AUTH_LINE if state is AUTH_EXCHANGE else self._line_limit
-        item = self._buffer.take_line(limit)
+        item = buffer.take_line(limit)
         if item is None:
             return self._closed() if self._peer_closed else NEED_DATA
         kind: type | None = None
