@@ -7,12 +7,12 @@
 # shutdown. Kernel work (the system calls themselves) is not counted.
 #
 #   bash benchmarks/instructions.sh asyncio 1024       # smtp-core, 1 KiB messages
-#   bash benchmarks/instructions.sh aiosmtpd 102400    # or sync, trio, anyio, bare
+#   bash benchmarks/instructions.sh aiosmtpd 102400    # or sync, trio, anyio, bare, bare-driver
 #
 # Needs valgrind and /usr/sbin/smtp-source; takes a minute or two per server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-server=${1:?server: asyncio, sync, trio, anyio, aiosmtpd or bare}
+server=${1:?server: asyncio, sync, trio, anyio, aiosmtpd, bare or bare-driver}
 size=${2:-1024}
 few=${FEW:-100}
 many=${MANY:-500}
@@ -24,6 +24,7 @@ count() {  # count MESSAGES -> instructions of the whole server run
     case $server in
         aiosmtpd) command=(.venv/bin/python -m aiosmtpd -n -c aiosmtpd.handlers.Sink -l "127.0.0.1:$port") ;;
         bare) command=(.venv/bin/python benchmarks/bare_sink.py --port "$port") ;;
+        bare-driver) command=(.venv/bin/python benchmarks/bare_driver.py --port "$port") ;;
         *) command=(.venv/bin/python -m backends.cli serve --sink --backend "$server" --port "$port") ;;
     esac
     valgrind --tool=callgrind --callgrind-out-file="$work/out" "${command[@]}" >/dev/null 2>"$work/err" &
