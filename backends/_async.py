@@ -10,7 +10,8 @@ import logging
 import socket
 import ssl
 import struct
-from collections.abc import Generator, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
+from contextlib import AbstractContextManager
 from email.message import EmailMessage
 from typing import Any, Protocol
 
@@ -89,10 +90,15 @@ async def serve_stream(
     limits: SessionLimits,
     ssl_context: ssl.SSLContext | None,
     auth: sasl.Verifiers | None,
-    lifecycle: Lifecycle | None = None,
+    lifecycle: Lifecycle | None,
+    shielded: Callable[..., AbstractContextManager[Any]],
 ) -> None:
-    """Serve one connection until the session ends, then close it."""
-    steps = SessionDriver(handler, config, session, limits, auth, lifecycle).run()
+    """Serve one connection until the session ends, then close it.
+    ``shielded(seconds, shield=True)``: the library's move_on_after, for the
+    hook a session cut short may still owe (on_abandon)."""
+    driver = SessionDriver(handler, config, session, limits, auth, lifecycle)
+    steps = driver.run()
+    reason = "the session was cancelled"
     result: Any = None
     out: list[bytes] = []  # replies held until the driver waits (RFC 2920)
     try:
@@ -119,13 +125,19 @@ async def serve_stream(
             elif isinstance(request, Close):
                 break
     except OSError:
-        pass  # the peer is gone
+        reason = "the connection failed"
     except Exception:
         # A bug, not the peer: report it and end this session only, never
         # the server (its nursery or task group) that runs them all.
         _log.exception("SMTP session with %s failed", session.peer)
+        reason = "the session failed"
     finally:
         steps.close()
+        if (call := driver.cut_short(reason)) is not None:
+            outcome: Any = HookFailed(TimeoutError("on_abandon outlasted the command timeout"))
+            with shielded(limits.command_timeout, shield=True):
+                outcome = await _perform(call, handler)
+            driver.report(call, outcome)
         await stream.aclose()
 
 

@@ -177,6 +177,7 @@ _HOOKS = (
     "on_rcpt",
     "on_chunk",
     "on_message",
+    "on_abandon",
     "on_auth",
     "on_vrfy",
     "on_rset",
@@ -251,6 +252,7 @@ class SessionDriver:
         self.spool: IO[bytes] | None = None
         self.bad_commands = 0
         self.chunk_failed = False
+        self.receiving = False  # content began and is not yet delivered
         # What the handler implements, looked up once rather than per event.
         self.hooks = frozenset(name for name in _HOOKS if getattr(handler, name, None) is not None)
         self.streaming = "on_chunk" in self.hooks
@@ -288,7 +290,8 @@ class SessionDriver:
             (smtp.Rcpt, "on_rcpt", self._rcpt_answered),
             (smtp.Rset, "on_rset", self._rset_answered),
         ):
-            if hook not in self.hooks:
+            # RSET may abandon a message begun by BDAT: then on_abandon is told.
+            if hook not in self.hooks and not (kind is smtp.Rset and "on_abandon" in self.hooks):
                 self._plain[kind] = answered
 
     def run(self) -> Steps:
@@ -302,6 +305,7 @@ class SessionDriver:
         except smtp.RemoteProtocolError as error:
             if error.reply is not None:
                 yield Write(error.reply.to_bytes())
+            yield from self._abandon(f"protocol error: {error}")
         finally:
             if admitted and lifecycle is not None:
                 lifecycle.release()
@@ -351,6 +355,31 @@ class SessionDriver:
 
     def _send(self, reply: smtp.Reply) -> Steps:
         yield Write(self.conn.send(reply))
+
+    def cut_short(self, reason: str, envelope: Envelope | None = None) -> Call | None:
+        """The on_abandon call to make now that a message whose content began
+        will not be delivered (``envelope``: the message's, when it is no
+        longer the driver's); None when none began or the handler does not
+        ask. Once per message. A backend whose session ended without the
+        driver seeing it (cancelled, or its connection failed) calls this
+        itself, then ``report`` with what the hook gave."""
+        if not self.receiving:
+            return None
+        self.receiving = False
+        self._drop_message()
+        if "on_abandon" not in self.hooks:
+            return None
+        return Call("on_abandon", (self.session, envelope or self.envelope, reason))
+
+    def report(self, call: Call, outcome: object) -> None:
+        """Log a hook's failure (``HookFailed``) that no reply can show."""
+        if isinstance(outcome, HookFailed):
+            self._hook_failed(call.name, outcome)
+
+    def _abandon(self, reason: str, envelope: Envelope | None = None) -> Steps:
+        call = self.cut_short(reason, envelope)
+        if call is not None:
+            self.report(call, (yield call))
 
     def _new_spool(self) -> IO[bytes]:
         # Closed by _drop_message, whatever way the message ends.
@@ -407,11 +436,13 @@ class SessionDriver:
                     self._drop_message()
                     stopped = lifecycle is not None and lifecycle.stopping
                     yield from self._send(_SHUTTING_DOWN if stopped else _TIMEOUT)
+                    yield from self._abandon("shut down" if stopped else "timed out")
                     return
                 receive_data(data)
                 continue
             kind = type(event)
             if kind is chunk:
+                self.receiving = True
                 if streaming:
                     # The application takes the content as it comes.
                     outcome = yield Call("on_chunk", (self.session, self.envelope, event.data))  # type: ignore[union-attr]
@@ -424,7 +455,9 @@ class SessionDriver:
                         self.spool = self._new_spool()
                     self.spool.write(event.data)  # type: ignore[union-attr]
             elif kind is smtp.ConnectionClosed:
-                return  # a message cut short is never delivered
+                # A message cut short is never delivered.
+                yield from self._abandon("the connection closed")
+                return
             else:
                 plain = plain_answers.get(kind)
                 if plain is not None:
@@ -447,10 +480,11 @@ class SessionDriver:
 
     def _hello(self, event: smtp.Ehlo | smtp.Lhlo | smtp.Helo) -> Steps:
         self.session.hello_name = event.domain
-        self.envelope = None
+        envelope, self.envelope = self.envelope, None
         self._drop_message()
         reply = yield from self._hook("on_ehlo", self.session, event)
         yield Write(self._sent("on_ehlo", reply, self.conn.ehlo_reply())[0])
+        yield from self._abandon(f"reset by {type(event).__name__.upper()}", envelope)
 
     def _mail(self, event: smtp.Mail) -> Steps:
         reply = yield from self._hook("on_mail", self.session, event)
@@ -475,6 +509,7 @@ class SessionDriver:
     def _data(self, event: smtp.Data) -> bytes:
         if self.spooling:
             self.spool = self._new_spool()
+        self.receiving = True
         return self.conn.send(_GO_AHEAD)
 
     def _bdat(self, event: smtp.Bdat) -> Steps:
@@ -485,12 +520,15 @@ class SessionDriver:
 
     def _message_refused(self, event: smtp.MessageRefused) -> Steps:
         self._drop_message()
-        self.envelope = None
+        envelope, self.envelope = self.envelope, None
         yield Write(self.conn.send(event.reply))
+        yield from self._abandon(f"content refused: {event.reply}", envelope)
 
     def _rset(self, event: smtp.Rset) -> Steps:
         reply = yield from self._hook("on_rset", self.session)
+        envelope = self.envelope
         yield Write(self._rset_answered(event, reply))
+        yield from self._abandon("reset by RSET", envelope)
 
     def _rset_answered(self, event: smtp.Rset, reply: smtp.Reply | None = None) -> bytes:
         self._drop_message()
@@ -500,6 +538,7 @@ class SessionDriver:
     def _quit(self, event: smtp.Quit) -> Steps:
         reply = yield from self._hook("on_quit", self.session)
         yield Write(self._sent("on_quit", reply, _BYE)[0])
+        yield from self._abandon("ended by QUIT")
 
     def _noop(self, event: smtp.Noop) -> bytes:
         return self.conn.send(_OK)
@@ -576,7 +615,9 @@ class SessionDriver:
             return
         if failed:
             yield from self._send(_TEMPORARY_FAILURE)
+            yield from self._abandon("on_chunk failed", envelope)
             return
+        self.receiving = False
         if spool is not None:
             spool.seek(0)
         elif self.spooling:  # "BDAT 0 LAST" alone: an empty message (RFC 3030 section 2)

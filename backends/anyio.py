@@ -141,7 +141,15 @@ async def serve(
                 return
             session.tls, session.tls_info = True, result
         await serve_stream(
-            stream, session, handler, effective, session_limits, ssl_context, auth, lifecycle
+            stream,
+            session,
+            handler,
+            effective,
+            session_limits,
+            ssl_context,
+            auth,
+            lifecycle,
+            anyio.move_on_after,
         )
 
     listener = await anyio.create_tcp_listener(local_host=host, local_port=port)

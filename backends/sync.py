@@ -62,7 +62,9 @@ def handle_connection(
     secure = sock if isinstance(sock, ssl.SSLSocket) else None
     peer, local = sock.getpeername()[:2], sock.getsockname()[:2]
     session = Session(peer, local, secure is not None, tls_info=tls_info(secure))
-    steps = SessionDriver(handler, config, session, limits, auth, lifecycle).run()
+    driver = SessionDriver(handler, config, session, limits, auth, lifecycle)
+    steps = driver.run()
+    reason = "the session failed"
     result: Any = None
     channel = Channel(sock, limits.command_timeout)
     sockets.add(sock)
@@ -91,10 +93,12 @@ def handle_connection(
             elif isinstance(request, Close):
                 break
     except OSError:
-        pass
+        reason = "the connection failed"
     finally:
         sockets.discard(channel.sock)
         steps.close()
+        if (call := driver.cut_short(reason)) is not None:
+            driver.report(call, perform(call, handler))
 
 
 class SmtpServer(socketserver.ThreadingTCPServer):

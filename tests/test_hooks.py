@@ -7,11 +7,16 @@ from __future__ import annotations
 
 import logging
 import smtplib
+import socket
+import threading
+import time
 
 import pytest
 from servers import SERVER_BACKENDS, serving
 
 import smtp_core as smtp
+from backends import SessionLimits
+from backends import sync as sync_backend
 
 
 class Confused:
@@ -111,3 +116,159 @@ def test_an_lmtp_handler_answers_each_recipient(
     else:
         assert codes == {"bob@example.org": 250, "carol@example.org": 452}
         assert caplog.records == []
+
+
+class Streaming:
+    """Takes content as it comes, as a handler writing it to a file would,
+    and records the message's end: delivered, or abandoned and why."""
+
+    def __init__(self, fail_chunks: bool = False) -> None:
+        self.fail_chunks = fail_chunks
+        self.chunks: list[bytes] = []
+        self.ends: list[tuple[str, list[str]]] = []
+        self.done = threading.Event()
+
+    def on_chunk(self, session, envelope, data):  # type: ignore[no-untyped-def]
+        if self.fail_chunks:
+            raise RuntimeError("disk full")
+        self.chunks.append(data)
+
+    def on_message(self, session, envelope, body):  # type: ignore[no-untyped-def]
+        self.ends.append(("delivered", [str(r.forward_path) for r in envelope.recipients]))
+        self.done.set()
+
+    def on_abandon(self, session, envelope, reason):  # type: ignore[no-untyped-def]
+        self.ends.append((reason, [str(r.forward_path) for r in envelope.recipients]))
+        self.done.set()
+
+
+def _talk(port: int, script: list[bytes], *, close: bool = True) -> list[bytes]:
+    """Send each line of ``script`` and read one reply (line group) after it."""
+    replies = []
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        reader = sock.makefile("rb")
+        replies.append(reader.readline())
+        for chunk in script:
+            sock.sendall(chunk)
+            while True:
+                line = reader.readline()
+                replies.append(line)
+                if line[3:4] != b"-":
+                    break
+        if close:
+            sock.shutdown(socket.SHUT_WR)
+    return replies
+
+
+_ENVELOPE = [b"EHLO c\r\n", b"MAIL FROM:<a@example.org>\r\n", b"RCPT TO:<b@example.org>\r\n"]
+
+
+def _part_of_a_message(port: int, handler: Streaming) -> socket.socket:
+    """A connection left in the middle of DATA, once on_chunk has its part."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    with sock.makefile("rb") as reader:
+        for line in [*_ENVELOPE, b"DATA\r\n"]:
+            sock.sendall(line)
+        while not reader.readline().startswith(b"354"):
+            pass
+    seen = len(handler.chunks)
+    sock.sendall(b"part\r\n")
+    deadline = time.monotonic() + 5
+    while len(handler.chunks) == seen and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return sock
+
+
+@pytest.mark.parametrize("backend", SERVER_BACKENDS)
+def test_on_abandon_tells_a_streaming_handler_its_message_will_not_come(backend: str):
+    """RFC 5321 4.1.1.4: content is the message only once CRLF.CRLF came and
+    was accepted. A handler fed by on_chunk hears of each other end: the
+    content refused (a bare LF, RFC 5321 2.3.8), BDAT chunks reset by RSET
+    (RFC 3030 section 2), the connection closed mid-DATA. A delivered
+    message gets on_message and no on_abandon."""
+    handler = Streaming()
+    with serving(backend, handler) as port:
+        replies = _talk(port, [*_ENVELOPE, b"DATA\r\n", b"good\r\n.\r\n"])
+        assert replies[-1].startswith(b"250")
+        handler.done.wait(5)
+        handler.done.clear()
+        replies = _talk(port, [*_ENVELOPE, b"DATA\r\n", b"bare\nLF\r\n.\r\n"])
+        assert replies[-1].startswith(b"550 5.5.2")
+        handler.done.wait(5)
+        handler.done.clear()
+        replies = _talk(port, [*_ENVELOPE, b"BDAT 5\r\nfirst", b"RSET\r\n"])
+        assert replies[-2].startswith(b"250") and replies[-1].startswith(b"250")
+        handler.done.wait(5)
+        handler.done.clear()
+        _part_of_a_message(port, handler).close()
+        assert handler.done.wait(5)
+    recipients = ["b@example.org"]
+    assert handler.ends == [
+        ("delivered", recipients),
+        (
+            "content refused: Reply(550, 'bare CR or LF in message content: lines must end "
+            "with CRLF', enhanced='5.5.2')",
+            recipients,
+        ),
+        ("reset by RSET", recipients),
+        ("the connection closed", recipients),
+    ]
+
+
+@pytest.mark.parametrize("backend", SERVER_BACKENDS)
+def test_on_abandon_follows_a_failed_on_chunk_and_a_timeout(backend: str):
+    """A chunk hook that raised gets the client 451 4.3.0 at the end and the
+    handler an on_abandon; content that stops coming (RFC 5321 4.5.3.2.6,
+    the data block timeout) gets 421 4.4.2 and an on_abandon."""
+    failing = Streaming(fail_chunks=True)
+    with serving(backend, failing) as port:
+        replies = _talk(port, [*_ENVELOPE, b"DATA\r\n", b"x\r\n.\r\n"])
+        assert replies[-1].startswith(b"451 4.3.0")
+        assert failing.done.wait(5)
+    assert failing.ends == [("on_chunk failed", ["b@example.org"])]
+    waiting = Streaming()
+    with serving(backend, waiting, limits=SessionLimits(data_block_timeout=0.3)) as port:
+        replies = _talk(port, [*_ENVELOPE, b"DATA\r\n", b"and then nothing\r\n"], close=False)
+        assert replies[-1].startswith(b"421 4.4.2")
+        assert waiting.done.wait(5)
+    assert waiting.ends == [("timed out", ["b@example.org"])]
+
+
+def test_on_abandon_when_ehlo_or_quit_ends_bdat_chunks():
+    """RFC 3030 section 2: chunks without BDAT LAST are no message; EHLO
+    resets the transaction (RFC 5321 4.1.4) and QUIT ends the session. The
+    handler hears why, once; the driver is shared, so one backend is
+    enough here."""
+    handler = Streaming()
+    with serving("asyncio", handler) as port:
+        _talk(port, [*_ENVELOPE, b"BDAT 3\r\nabc", b"EHLO again\r\n", b"QUIT\r\n"])
+        assert handler.done.wait(5)
+        handler.done.clear()
+        _talk(port, [*_ENVELOPE, b"BDAT 3\r\nabc", b"QUIT\r\n"])
+        assert handler.done.wait(5)
+    assert handler.ends == [
+        ("reset by EHLO", ["b@example.org"]),
+        ("ended by QUIT", ["b@example.org"]),
+    ]
+
+
+@pytest.mark.parametrize("backend", SERVER_BACKENDS)
+def test_on_abandon_when_a_shutdown_cuts_a_message(backend: str):
+    """A graceful shutdown finishes messages in flight for a while, then cuts
+    them; the handler still hears of each (trio and anyio cancel the session,
+    which no longer reads: the backend makes the call itself)."""
+    handler = Streaming()
+    if backend == "sync":
+        server = sync_backend.start_server(handler, "127.0.0.1", 0)
+        sock = _part_of_a_message(server.port, handler)
+        server.close_gracefully(0.3)
+    else:
+        options = {} if backend == "asyncio" else {"shutdown_timeout": 0.3}
+        with serving(backend, handler, **options) as port:
+            sock = _part_of_a_message(port, handler)
+    with sock:
+        assert handler.done.wait(5)
+    reason = (
+        "the connection closed" if backend in ("sync", "asyncio") else "the session was cancelled"
+    )
+    assert handler.ends == [(reason, ["b@example.org"])]
