@@ -10,7 +10,7 @@ import logging
 import socket
 import ssl
 import struct
-from collections.abc import Callable, Generator, Iterable, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from contextlib import AbstractContextManager
 from email.message import EmailMessage
 from typing import Any, Protocol
@@ -62,6 +62,9 @@ class AsyncStream(Protocol):
     async def aclose(self) -> None:
         """Close, ignoring a peer that is already gone."""
 
+    def move_on_after(self, seconds: float, *, shield: bool) -> AbstractContextManager[Any]:
+        """The library's move_on_after: what a cut session still owes runs in it."""
+
 
 def reset_on_close(sock: Any) -> None:
     """Have the close of ``sock`` reset the connection: what a peer that
@@ -90,12 +93,9 @@ async def serve_stream(
     limits: SessionLimits,
     ssl_context: ssl.SSLContext | None,
     auth: sasl.Verifiers | None,
-    lifecycle: Lifecycle | None,
-    shielded: Callable[..., AbstractContextManager[Any]],
+    lifecycle: Lifecycle | None = None,
 ) -> None:
-    """Serve one connection until the session ends, then close it.
-    ``shielded(seconds, shield=True)``: the library's move_on_after, for the
-    hook a session cut short may still owe (on_abandon)."""
+    """Serve one connection until the session ends, then close it."""
     driver = SessionDriver(handler, config, session, limits, auth, lifecycle)
     steps = driver.run()
     reason = "the session was cancelled"
@@ -135,7 +135,7 @@ async def serve_stream(
         steps.close()
         if (call := driver.cut_short(reason)) is not None:
             outcome: Any = HookFailed(TimeoutError("on_abandon outlasted the command timeout"))
-            with shielded(limits.command_timeout, shield=True):
+            with stream.move_on_after(limits.command_timeout, shield=True):
                 outcome = await _perform(call, handler)
             driver.report(call, outcome)
         await stream.aclose()

@@ -165,6 +165,8 @@ class Stream:
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             await self.stream.aclose()
 
+    move_on_after = staticmethod(trio.move_on_after)
+
 
 def details(stream: trio.SSLStream[Any]) -> dict[str, Any]:
     cipher = stream.cipher()

@@ -86,6 +86,8 @@ class _Stream:
         with contextlib.suppress(anyio.BrokenResourceError, OSError):
             await self.stream.aclose()
 
+    move_on_after = staticmethod(anyio.move_on_after)
+
 
 def _details(stream: TLSStream) -> dict[str, Any]:
     cipher = stream.extra(TLSAttribute.cipher, None)
@@ -141,15 +143,7 @@ async def serve(
                 return
             session.tls, session.tls_info = True, result
         await serve_stream(
-            stream,
-            session,
-            handler,
-            effective,
-            session_limits,
-            ssl_context,
-            auth,
-            lifecycle,
-            anyio.move_on_after,
+            stream, session, handler, effective, session_limits, ssl_context, auth, lifecycle
         )
 
     listener = await anyio.create_tcp_listener(local_host=host, local_port=port)

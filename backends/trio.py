@@ -76,15 +76,7 @@ async def serve(
                 return  # no handshake within the command timeout
             session.tls, session.tls_info = True, details(stream)
         await serve_stream(
-            wrapper,
-            session,
-            handler,
-            effective,
-            session_limits,
-            ssl_context,
-            auth,
-            lifecycle,
-            trio.move_on_after,
+            wrapper, session, handler, effective, session_limits, ssl_context, auth, lifecycle
         )
 
     async with trio.open_nursery() as nursery:

@@ -13,17 +13,17 @@ cost, and between it and the real server the engine's.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import contextlib
 from collections.abc import Generator
 from typing import Any
+
+import bare_sink  # this folder's: run as a script, the folder is on the path
 
 import smtp_core as smtp
 from backends._asyncio_protocol import Connection, Server
 from backends._session import Close, Read, Request, SessionLimits, Write
 
-EHLO = b"250-bare\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 1073741824\r\n"
+EHLO = bare_sink.EHLO
 
 
 def bare_driver(limits: SessionLimits) -> Generator[Request, Any, None]:
@@ -85,15 +85,5 @@ async def serve(host: str, port: int) -> None:
         await server.serve_forever()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=2525)
-    args = parser.parse_args()
-    print(f"bare driver on {args.host}:{args.port}", flush=True)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(args.host, args.port))
-
-
 if __name__ == "__main__":
-    main()
+    bare_sink.main(serve, "bare driver", __doc__)

@@ -18,6 +18,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 EHLO = b"250-bare\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 1073741824\r\n"
 MAX_LINE = 65536  # a command line longer than this closes the connection
@@ -94,14 +96,20 @@ async def serve(host: str, port: int) -> None:
         await server.serve_forever()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def main(
+    run: Callable[[str, int], Coroutine[Any, Any, None]] = serve,
+    name: str = "bare sink",
+    doc: str = __doc__,
+) -> None:
+    """The command line of this sink, or of another server ``run`` (the bare
+    driver uses it too)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=2525)
     args = parser.parse_args()
-    print(f"bare sink on {args.host}:{args.port}", flush=True)
+    print(f"{name} on {args.host}:{args.port}", flush=True)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(args.host, args.port))
+        asyncio.run(run(args.host, args.port))
 
 
 if __name__ == "__main__":
