@@ -109,10 +109,11 @@ def _run(data: bytes, end: int, length: int, returns: bool) -> int:
 _RUNS_FROM = 4096
 # A run is checked in one step when it holds this many octets or more: so a
 # step, a few calls, always covers enough content to pay for itself, however
-# the lines fall. Lines looked at first for one; the first block of
-# irregular lines checked by the replace.
+# the lines fall.
 _RUN_OCTETS = 4096
+# Lines in the first span _run looks at.
 _RUN_PROBE = 16
+# Octets of irregular lines first checked by the replace (then 8 times more).
 _BLOCK = 2048
 
 
