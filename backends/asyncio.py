@@ -73,9 +73,15 @@ async def shutdown(server: asyncio.Server, timeout: float = 30.0) -> None:
     deadline = loop.time() + timeout
     while shared.connections and loop.time() < deadline:
         await asyncio.sleep(0.01)
-    for connection in list(shared.connections):
+    cut = list(shared.connections)
+    for connection in cut:
         connection.transport.abort()
     await asyncio.sleep(0)  # let connection_lost run
+    # A hook that a cut session still calls (on_abandon, if async) may finish,
+    # for as long as a command may take.
+    tasks = [c.task for c in cut if c.task is not None and not c.task.done()]
+    if tasks:
+        await asyncio.wait(tasks, timeout=shared.limits.command_timeout)
 
 
 async def serve(

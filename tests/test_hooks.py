@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 
+import anyio
 import pytest
 from servers import SERVER_BACKENDS, serving
 
@@ -272,3 +273,26 @@ def test_on_abandon_when_a_shutdown_cuts_a_message(backend: str):
         "the connection closed" if backend in ("sync", "asyncio") else "the session was cancelled"
     )
     assert handler.ends == [(reason, ["b@example.org"])]
+
+
+class SlowToForget(Streaming):
+    """An ``async`` on_abandon that awaits before it is done."""
+
+    async def on_abandon(self, session, envelope, reason):  # type: ignore[no-untyped-def]
+        await anyio.sleep(0.05)
+        super().on_abandon(session, envelope, reason)
+
+
+@pytest.mark.parametrize("backend", [b for b in SERVER_BACKENDS if b != "sync"])
+def test_an_async_on_abandon_runs_to_its_end_through_a_shutdown(backend: str):
+    """The hook a cut session owes is awaited, not dropped: shielded from the
+    cancellation on trio and anyio, waited for by asyncio's shutdown."""
+    handler = SlowToForget()
+    options = {} if backend == "asyncio" else {"shutdown_timeout": 0.3}
+    with serving(backend, handler, **options) as port:
+        sock = _part_of_a_message(port, handler)
+    with sock:
+        assert handler.done.wait(5)
+    assert [reason for reason, _ in handler.ends] == [
+        "the connection closed" if backend == "asyncio" else "the session was cancelled"
+    ]
