@@ -31,9 +31,16 @@ class Extensions:
     _index: dict[str, tuple[str, ...]] = field(
         init=False, repr=False, compare=False, default_factory=dict
     )
+    # Read on every MAIL and RCPT, so worked out once: the octets the
+    # extensions add to a MAIL and to a RCPT line (see command_line_limit).
+    _line_extra: tuple[int, int] = field(init=False, repr=False, compare=False, default=(0, 0))
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_index", dict(self.keywords))
+        index = dict(self.keywords)
+        object.__setattr__(self, "_index", index)
+        utf8, dsn = 10 * ("SMTPUTF8" in index), "DSN" in index
+        mail = 26 * ("SIZE" in index) + utf8 + 100 * dsn + 500 * ("AUTH" in index)
+        object.__setattr__(self, "_line_extra", (mail, utf8 + 500 * dsn))
         for keyword, params in self.keywords:
             if not isinstance(keyword, str) or not _KEYWORD.fullmatch(keyword):
                 raise LocalProtocolError(f"not an EHLO keyword: {keyword!r}")

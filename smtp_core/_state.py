@@ -470,19 +470,15 @@ def command_line_limit(command_type: type, session: Session, base: int) -> int:
     raise the base of RFC 5321 4.5.3.1.4 while those extensions are in force.
     """
     extensions = session.extensions
-    if extensions is None or command_type not in (Mail, Rcpt):
+    if extensions is None:
         return base
+    # Worked out with the extensions (RFC 4954 section 5: AUTH= may add up
+    # to 500 octets to MAIL): [0] for MAIL, [1] for RCPT.
     if command_type is Mail:
-        # RFC 4954 section 5: AUTH= may add up to 500 octets to MAIL.
-        auth = "AUTH" in extensions
-        return (
-            base
-            + 26 * extensions.size
-            + 10 * extensions.smtputf8
-            + 100 * extensions.dsn
-            + 500 * auth
-        )
-    return base + 10 * extensions.smtputf8 + 500 * extensions.dsn
+        return base + extensions._line_extra[0]
+    if command_type is Rcpt:
+        return base + extensions._line_extra[1]
+    return base
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,8 @@ Each test names the RFC rule it defends.
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from helpers import drain
 
@@ -19,6 +21,7 @@ from smtp_core import (
     Data,
     Ehlo,
     Expn,
+    Extensions,
     Helo,
     Help,
     LocalProtocolError,
@@ -37,6 +40,7 @@ from smtp_core import (
     State,
     Vrfy,
 )
+from smtp_core._state import Session, command_line_limit
 
 
 def greeted(config: ServerConfig | None = None, *, hello: str | None = "EHLO c.example"):
@@ -462,6 +466,23 @@ def test_mail_line_limit_grows_with_size_smtputf8_and_dsn():
     server.next_event()
     server.send(Reply(250, "ok"))
     assert refused_long(server, (line + "y").encode() + b"\r\n").code == 500
+
+
+@pytest.mark.parametrize("offered", list(itertools.product((False, True), repeat=4)))
+def test_mail_and_rcpt_line_limits_for_every_mix_of_extensions(offered: tuple[bool, ...]):
+    """What each extension adds to the 512 octets of RFC 5321 4.5.3.1.4:
+    SIZE +26 on MAIL (RFC 1870 section 4), SMTPUTF8 +10 on both (RFC 6531
+    section 3.4), DSN +100 on MAIL and +500 on RCPT (RFC 3461 section 5),
+    AUTH +500 on MAIL (RFC 4954 section 5); other commands get none."""
+    size, utf8, dsn, auth = offered
+    names = [n for n, on in zip(("SIZE", "SMTPUTF8", "DSN", "AUTH"), offered, strict=True) if on]
+    session = Session()
+    session.extensions = Extensions(tuple((name, ()) for name in names))
+    mail = 512 + 26 * size + 10 * utf8 + 100 * dsn + 500 * auth
+    rcpt = 512 + 10 * utf8 + 500 * dsn
+    assert command_line_limit(Mail, session, 512) == mail
+    assert command_line_limit(Rcpt, session, 512) == rcpt
+    assert command_line_limit(Noop, session, 512) == 512
 
 
 def test_over_long_line_tail_is_never_run_as_a_command():
