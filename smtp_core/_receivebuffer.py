@@ -54,7 +54,10 @@ class ReceiveBuffer:
     __slots__ = ("_data", "_discarding", "_scanned", "_start")
 
     def __init__(self) -> None:
-        self._data = bytearray()
+        # A read that arrives while nothing is unread is kept as it came (the
+        # usual command, one line a read: no copy into the bytearray, and its
+        # line is one slice); more bytes after it make it a bytearray.
+        self._data: bytes | bytearray = b""
         self._start = 0
         self._scanned = 0  # offset below which no LF lies (from _start)
         self._discarding: bytes | None = None  # head of an over-long line
@@ -71,10 +74,18 @@ class ReceiveBuffer:
         return self._discarding is not None
 
     def feed(self, data: bytes) -> None:
-        if self._start and self._start * 2 >= len(self._data):
-            del self._data[: self._start]
+        buffer = self._data
+        if self._start == len(buffer):
+            self._data = data if type(data) is bytes else bytes(data)
             self._start = 0
-        self._data += data
+            return
+        if not isinstance(buffer, bytearray):
+            self._data = buffer = bytearray(memoryview(buffer)[self._start :])
+            self._start = 0
+        elif self._start * 2 >= len(buffer):
+            del buffer[: self._start]
+            self._start = 0
+        buffer += data
 
     def take_line(self, limit: int) -> Line | TooLong | None:
         """The next line if one is complete, else None.
@@ -116,7 +127,7 @@ class ReceiveBuffer:
 
     def take_all(self) -> bytes:
         chunk = bytes(self._data[self._start :])
-        self._data = bytearray()
+        self._data = b""
         self._start = 0
         self._scanned = 0
         return chunk
@@ -124,7 +135,6 @@ class ReceiveBuffer:
     def prepend(self, data: bytes) -> None:
         """Put bytes back at the front (the content reader hands back what
         follows the end of a message)."""
-        self._data[: self._start] = b""
-        self._data[:0] = data
+        self._data = data + self._data[self._start :]
         self._start = 0
         self._scanned = 0
