@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import NoReturn, get_args
 
 from ._config import ClientConfig, ServerConfig
@@ -46,6 +46,7 @@ from ._events import (
     Reply,
     Rset,
     Vrfy,
+    _maker,
     _reply,
     _split_enhanced,
     _trusted,
@@ -443,7 +444,7 @@ class ServerConnection(_Connection):
                 self._chunk_total += len(data)
                 limit = self.config.max_message_size
                 if limit is None or self._chunk_total <= limit:
-                    return _trusted(MessageChunk, data)
+                    return _new_chunk(data)
             if left:
                 return self._next_chunk()
         self._chunk_left = None
@@ -468,7 +469,7 @@ class ServerConnection(_Connection):
             self._buffer.feed(content.leftover)
             content.leftover = b""
         if chunk is not None:
-            return _trusted(MessageChunk, chunk)
+            return _new_chunk(chunk)
         if final is None:
             return self._closed() if self._peer_closed else NEED_DATA
         self._content = None
@@ -639,6 +640,8 @@ _ONE_LINE_REPLIES_SIZE = 256
 _WIRE_CACHE: dict[tuple[Reply, str | None], bytes] = {}
 _WIRE_CACHE_SIZE = 256
 _MESSAGE_END = MessageEnd()
+# A chunk is made for every read of content: its maker, without _trusted's lookup.
+_new_chunk: Callable[[bytes], MessageChunk] = _maker(MessageChunk)
 
 
 def _wire(reply: Reply, enhanced: str | None) -> bytes:

@@ -147,6 +147,10 @@ def _dot_line(data: bytes) -> int:
 _MAX_SCANNED_PARTS = 64
 
 
+# Events are immutable: every message's end can be the same one.
+_MESSAGE_END = _trusted(MessageEnd)
+
+
 # Members as plain names for the per-read checks (Enum member lookups take a
 # slow path on Python 3.11; see _state.CLOSED).
 _ALLOW = BareLinePolicy.ALLOW
@@ -297,7 +301,7 @@ class ContentReader:
         if self._fault is not None:
             self._final = _trusted(MessageRefused, self._fault)
         else:
-            self._final = _trusted(MessageEnd)
+            self._final = _MESSAGE_END
 
     def _check(self, out: bytes) -> bytes:
         # Every rule is checked on all content, even after one was broken, and
