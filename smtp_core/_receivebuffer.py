@@ -2,7 +2,9 @@
 #
 # Bytes are appended to one bytearray and consumed from the front by moving a
 # start offset; the consumed prefix is dropped only when it is most of the
-# buffer, so a burst of pipelined commands costs O(n), not O(n^2). A search
+# buffer, so a burst of pipelined commands costs O(n), not O(n^2). (A read
+# that finds nothing unread is kept as the bytes it came in until more
+# follow: the usual command arrives alone and is one slice.) A search
 # for LF resumes where the previous one stopped, so each byte is scanned once
 # however the input was split. A line longer than the limit is not kept: its
 # first ``limit`` octets are remembered, the rest is dropped as it arrives,
