@@ -90,42 +90,52 @@ def test_a_write_the_server_never_takes_ends_in_the_timeout(backend: str):
         assert time.monotonic() - started < LIMIT / 2
 
 
+def connecting_fails_in_time(
+    backend: str,
+    behaviour: Callable[[socket.socket, threading.Event], None],
+    error: type[Exception] | tuple[type[Exception], ...],
+    match: str | None = None,
+    **options: object,
+) -> None:
+    """A client with a 1 s timeout, connecting to the scripted peer, fails
+    with ``error`` well before a wait without end would be noticed."""
+    with scripted(behaviour) as port:
+        started = time.monotonic()
+        with pytest.raises(error, match=match), connected(backend, port, timeout=1, **options):
+            pass
+        assert time.monotonic() - started < 3
+
+
 @pytest.mark.parametrize("backend", CLIENT_BACKENDS)
 def test_a_reply_that_trickles_in_ends_in_the_timeout(backend: str):
     """The timeout is for the whole reply, not for each read of it (as the
     server's command timeout is, RFC 5321 4.5.3.2)."""
-    with scripted(trickles_its_greeting) as port:
-        started = time.monotonic()
-        with (
-            pytest.raises(ServiceRefused, match="no reply within 1 s"),
-            connected(backend, port, timeout=1),
-        ):
-            pass
-        assert time.monotonic() - started < 3
+    connecting_fails_in_time(
+        backend, trickles_its_greeting, ServiceRefused, match="no reply within 1 s"
+    )
 
 
 @pytest.mark.parametrize("backend", CLIENT_BACKENDS)
 def test_a_starttls_handshake_that_never_comes_ends_in_the_timeout(backend: str):
-    with scripted(silent_after_starttls) as port:
-        started = time.monotonic()
-        with (
-            pytest.raises(ServiceRefused, match="TLS handshake failed"),
-            connected(backend, port, tls="starttls", ssl_context=client_context(), timeout=1),
-        ):
-            pass
-        assert time.monotonic() - started < 3
+    connecting_fails_in_time(
+        backend,
+        silent_after_starttls,
+        ServiceRefused,
+        match="TLS handshake failed",
+        tls="starttls",
+        ssl_context=client_context(),
+    )
 
 
 @pytest.mark.parametrize("backend", CLIENT_BACKENDS)
 def test_an_implicit_tls_handshake_that_never_comes_ends_in_the_timeout(backend: str):
-    with scripted(silent) as port:
-        started = time.monotonic()
-        with (
-            pytest.raises((TimeoutError, ServiceRefused)),
-            connected(backend, port, tls="implicit", ssl_context=client_context(), timeout=1),
-        ):
-            pass
-        assert time.monotonic() - started < 3
+    connecting_fails_in_time(
+        backend,
+        silent,
+        (TimeoutError, ServiceRefused),
+        tls="implicit",
+        ssl_context=client_context(),
+    )
 
 
 def closed_within(sock: socket.socket, seconds: float) -> bool:
