@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 
 from ._util import LocalProtocolError
@@ -27,6 +28,11 @@ class BareLinePolicy(enum.Enum):
     """Turn every bare CR and bare LF into CRLF."""
     ALLOW = "allow"
     """Server only: pass the bytes through as they came."""
+
+
+# A host name goes into the greeting and every EHLO reply: one word of
+# printable characters (RFC 5321 4.2: textstring has no controls).
+_NOT_IN_HOSTNAME = re.compile(r"[\x00-\x20\x7f]")
 
 
 def _positive(owner: str, name: str, value: object, *, minimum: int = 1) -> None:
@@ -112,10 +118,11 @@ class ServerConfig:
         if (
             not isinstance(self.hostname, str)
             or not 0 < len(self.hostname.encode("utf-8", "surrogateescape")) <= 255
-            or any(c in self.hostname for c in " \t\r\n\0")
+            or _NOT_IN_HOSTNAME.search(self.hostname)
         ):
             raise LocalProtocolError(
-                f"ServerConfig.hostname must be one word of 1 to 255 octets, got {self.hostname!r}"
+                "ServerConfig.hostname must be one word of 1 to 255 octets with no "
+                f"control characters, got {self.hostname!r}"
             )
         _positive("ServerConfig", "max_command_line", self.max_command_line, minimum=512)
         if self.max_text_line is not None:

@@ -46,6 +46,7 @@ from ._events import (
     Reply,
     Rset,
     Vrfy,
+    _check_text,
     _maker,
     _reply,
     _split_enhanced,
@@ -106,6 +107,108 @@ _XCLIENT_ATTRIBUTES = ("NAME", "ADDR", "PORT", "PROTO", "HELO", "LOGIN", "DESTAD
 _XFORWARD_ATTRIBUTES = ("NAME", "ADDR", "PORT", "PROTO", "HELO", "IDENT", "SOURCE")
 # RFC 4954 section 4: AUTH lines and SASL responses may be 12288 octets.
 _MAX_AUTH_LINE = 12288
+
+
+class _Offers:
+    """What one ServerConfig offers, worked out once: configs are immutable,
+    and a server makes every connection from the same one, so a connection
+    costs no EHLO reply built, checked and parsed anew."""
+
+    __slots__ = (
+        "config",
+        "greeting",
+        "helo_reply",
+        "line_limit",
+        "plain",
+        "plain_lines",
+        "policy",
+        "secure",
+        "secure_lines",
+    )
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        hostname = config.hostname
+        self.greeting = Reply(220, f"{hostname} {'LMTP' if config.lmtp else 'ESMTP'}")
+        self.helo_reply = Reply(250, hostname)
+        self.policy = Policy(
+            extra_mail=config.extra_mail_parameters,
+            extra_rcpt=config.extra_rcpt_parameters,
+            max_recipients=config.max_recipients,
+            require_tls=config.require_tls,
+            auth_requires_tls=config.auth_requires_tls,
+        )
+        self.plain = _advertise(config, tls=False, everything=False)
+        self.secure = _advertise(config, tls=True, everything=False)
+        # Checked as a Reply would check them (raising as it would).
+        self.plain_lines = Reply(250, self.plain.lines()).lines
+        self.secure_lines = Reply(250, self.secure.lines()).lines
+        # The longest command line any state of the session may need: the
+        # buffer's limit, before the command is known (see next_event).
+        everything = Session(extensions=_advertise(config, tls=False, everything=True))
+        limits = [
+            command_line_limit(kind, everything, config.max_command_line) for kind in (Mail, Rcpt)
+        ]
+        if config.auth_mechanisms:
+            limits.append(_MAX_AUTH_LINE)
+        self.line_limit = max(limits)
+
+
+# Recent configs' offers, by the config's id (the entry holds the config, so
+# the id cannot be reused while it is kept). Cleared when full.
+_OFFERS: dict[int, _Offers] = {}
+_OFFERS_SIZE = 64
+
+
+def _offers(config: ServerConfig) -> _Offers:
+    offers = _OFFERS.get(id(config))
+    if offers is None:
+        offers = _Offers(config)
+        if len(_OFFERS) >= _OFFERS_SIZE:
+            _OFFERS.clear()
+        _OFFERS[id(config)] = offers
+    return offers
+
+
+def _advertise(config: ServerConfig, *, tls: bool, everything: bool) -> Extensions:
+    """The extensions ``config`` offers (``everything``: in any state)."""
+    keywords: list[tuple[str, tuple[str, ...]]] = []
+    if config.pipelining:
+        keywords.append(("PIPELINING", ()))
+    size = config.max_message_size
+    keywords.append(("SIZE", (str(size),) if size is not None else ()))
+    if config.eightbitmime:
+        keywords.append(("8BITMIME", ()))
+    if config.smtputf8:
+        keywords.append(("SMTPUTF8", ()))
+    if config.dsn:
+        keywords.append(("DSN", ()))
+    if config.enhanced_status_codes:
+        keywords.append(("ENHANCEDSTATUSCODES", ()))
+    if config.chunking:
+        keywords.append(("CHUNKING", ()))
+        if config.binarymime:
+            keywords.append(("BINARYMIME", ()))
+    if config.starttls and not tls:
+        keywords.append(("STARTTLS", ()))
+    if config.requiretls and (tls or everything):
+        keywords.append(("REQUIRETLS", ()))
+    if config.xclient:
+        keywords.append(("XCLIENT", _XCLIENT_ATTRIBUTES))
+    if config.xforward:
+        keywords.append(("XFORWARD", _XFORWARD_ATTRIBUTES))
+    mechanisms = tuple(
+        m
+        for m in config.auth_mechanisms
+        if everything or tls or not config.auth_requires_tls or m not in ("PLAIN", "LOGIN")
+    )
+    if mechanisms:
+        keywords.append(("AUTH", mechanisms))
+    extensions = Extensions(tuple(keywords))
+    if config.extra_extensions:
+        extra = Extensions.from_lines(config.extra_extensions)
+        extensions = Extensions(extensions.keywords + extra.keywords)
+    return extensions
 
 
 class _Connection:
@@ -209,6 +312,7 @@ class ServerConnection(_Connection):
         "_chunk_total",
         "_content",
         "_line_limit",
+        "_offers",
         "_owed",
         "_owed_command",
         "_owed_left",
@@ -234,81 +338,36 @@ class ServerConnection(_Connection):
         self._proxy = ProxyParser() if config.proxy_protocol else None
         self.proxy_header: ProxyHeader | None = None
         """The PROXY header the load balancer sent, once read."""
-        self._policy = Policy(
-            extra_mail=config.extra_mail_parameters,
-            extra_rcpt=config.extra_rcpt_parameters,
-            max_recipients=config.max_recipients,
-            require_tls=config.require_tls,
-            auth_requires_tls=config.auth_requires_tls,
-        )
-        everything = Session(extensions=self._advertised(tls=False, everything=True))
-        limits = [
-            command_line_limit(kind, everything, config.max_command_line) for kind in (Mail, Rcpt)
-        ]
-        if config.auth_mechanisms:
-            limits.append(_MAX_AUTH_LINE)
-        self._line_limit = max(limits)
+        self._offers = offers = _offers(config)
+        self._policy = offers.policy
+        self._line_limit = offers.line_limit
 
     def advertised(self) -> Extensions:
         """The extensions this server offers now (STARTTLS only before TLS;
         PLAIN and LOGIN only under TLS when ``auth_requires_tls``)."""
-        return self._advertised(tls=self._session.tls, everything=False)
-
-    def _advertised(self, *, tls: bool, everything: bool) -> Extensions:
-        config = self.config
-        keywords: list[tuple[str, tuple[str, ...]]] = []
-        if config.pipelining:
-            keywords.append(("PIPELINING", ()))
-        size = config.max_message_size
-        keywords.append(("SIZE", (str(size),) if size is not None else ()))
-        if config.eightbitmime:
-            keywords.append(("8BITMIME", ()))
-        if config.smtputf8:
-            keywords.append(("SMTPUTF8", ()))
-        if config.dsn:
-            keywords.append(("DSN", ()))
-        if config.enhanced_status_codes:
-            keywords.append(("ENHANCEDSTATUSCODES", ()))
-        if config.chunking:
-            keywords.append(("CHUNKING", ()))
-            if config.binarymime:
-                keywords.append(("BINARYMIME", ()))
-        if config.starttls and not tls:
-            keywords.append(("STARTTLS", ()))
-        if config.requiretls and (tls or everything):
-            keywords.append(("REQUIRETLS", ()))
-        if config.xclient:
-            keywords.append(("XCLIENT", _XCLIENT_ATTRIBUTES))
-        if config.xforward:
-            keywords.append(("XFORWARD", _XFORWARD_ATTRIBUTES))
-        mechanisms = tuple(
-            m
-            for m in config.auth_mechanisms
-            if everything or tls or not config.auth_requires_tls or m not in ("PLAIN", "LOGIN")
-        )
-        if mechanisms:
-            keywords.append(("AUTH", mechanisms))
-        extensions = Extensions(tuple(keywords))
-        if config.extra_extensions:
-            extra = Extensions.from_lines(config.extra_extensions)
-            extensions = Extensions(extensions.keywords + extra.keywords)
-        return extensions
+        offers = self._offers
+        return offers.secure if self._session.tls else offers.plain
 
     def greeting(self) -> Reply:
         """The usual greeting: ``220 <hostname> ESMTP`` (``LMTP`` in LMTP mode)."""
-        return Reply(220, f"{self.config.hostname} {'LMTP' if self.config.lmtp else 'ESMTP'}")
+        return self._offers.greeting
 
     def ehlo_reply(self) -> Reply:
         """The reply to the EHLO, LHLO or HELO awaiting one, built from the config."""
         owed = self._owed
         if isinstance(owed, Helo):
-            return Reply(250, self.config.hostname)
+            return self._offers.helo_reply
         if not isinstance(owed, (Ehlo, Lhlo)):
             raise LocalProtocolError(f"no EHLO, LHLO or HELO awaits a reply (owed: {owed!r})")
         first = f"{self.config.hostname} greets {owed.domain}"
         if len(first.encode("utf-8", "surrogateescape")) + 6 > _MAX_REPLY_LINE:
             first = self.config.hostname  # the echo is courtesy; the limit is a rule
-        return Reply(250, (first, *self.advertised().lines()))
+        offers = self._offers
+        tail = offers.secure_lines if self._session.tls else offers.plain_lines
+        # The lines after the first were checked once, as a Reply, when the
+        # offers were worked out; the first is this client's, checked here.
+        _check_text("Reply", "text", first)
+        return _trusted(Reply, 250, (first, *tail), None, None)
 
     def tls_started(self) -> None:
         """The TLS handshake after STARTTLS is done: EHLO is needed again."""

@@ -375,7 +375,7 @@ class Session:
         target, accepted = moved
         if accepted:
             if command_type is Ehlo or command_type is Lhlo:
-                self.extensions = Extensions.from_lines(reply.lines[1:])
+                self.extensions = _extensions_in(reply.lines[1:])
             elif command_type is Helo:
                 self.extensions = Extensions()
             elif command_type is Auth or command_type is AuthResponse:
@@ -499,6 +499,27 @@ class Policy:
     """MAIL, RCPT, DATA, BDAT and AUTH only under TLS (RFC 3207 section 4)."""
     auth_requires_tls: bool = False
     """PLAIN and LOGIN only under TLS (RFC 4954 section 4, 538 5.7.11)."""
+
+
+# What recent EHLO replies advertised, by their lines: a server sends the
+# same reply to every client, and a client often meets the same servers, so
+# each is parsed once. Only short replies are kept, and the whole is cleared
+# when full, so memory stays small whatever peers send.
+_EXTENSIONS_IN: dict[tuple[str, ...], Extensions] = {}
+_EXTENSIONS_IN_SIZE = 64
+_EXTENSIONS_KEPT_LINES = 40
+
+
+def _extensions_in(lines: tuple[str, ...]) -> Extensions:
+    """``Extensions.from_lines(lines)``, remembered for short replies."""
+    extensions = _EXTENSIONS_IN.get(lines)
+    if extensions is None:
+        extensions = Extensions.from_lines(lines)
+        if len(lines) <= _EXTENSIONS_KEPT_LINES:
+            if len(_EXTENSIONS_IN) >= _EXTENSIONS_IN_SIZE:
+                _EXTENSIONS_IN.clear()
+            _EXTENSIONS_IN[lines] = extensions
+    return extensions
 
 
 _CLIENT_POLICY = Policy()

@@ -9,6 +9,8 @@ import itertools
 
 import pytest
 from helpers import drain
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from smtp_core import (
     NEED_DATA,
@@ -24,6 +26,7 @@ from smtp_core import (
     Extensions,
     Helo,
     Help,
+    Lhlo,
     LocalProtocolError,
     Mail,
     MailParams,
@@ -39,6 +42,8 @@ from smtp_core import (
     ServerConnection,
     State,
     Vrfy,
+    _connection,
+    _state,
 )
 from smtp_core._state import Session, command_line_limit
 
@@ -128,6 +133,108 @@ def test_ehlo_reply_is_built_from_the_config():
     )
     assert server.extensions is not None and server.extensions.max_size == 1000
     assert server.state is State.GREETED
+
+
+_OFFER_FLAGS = (
+    "pipelining",
+    "eightbitmime",
+    "smtputf8",
+    "dsn",
+    "enhanced_status_codes",
+    "chunking",
+    "binarymime",
+    "starttls",
+    "requiretls",
+    "xclient",
+    "xforward",
+    "auth_requires_tls",
+    "lmtp",
+)
+
+
+@given(
+    flags=st.fixed_dictionaries({name: st.booleans() for name in _OFFER_FLAGS}),
+    mechanisms=st.lists(st.sampled_from(["PLAIN", "LOGIN", "SCRAM-SHA-256"]), unique=True),
+    size=st.one_of(st.none(), st.integers(1, 10**9)),
+    extra=st.lists(st.sampled_from(["XFOO bar", "X-ONE", "x\x01bad", "AUTH=LOGIN"]), unique=True),
+    tls=st.booleans(),
+)
+def test_ehlo_reply_is_the_checked_reply_of_what_the_config_offers(
+    flags: dict[str, bool], mechanisms: list[str], size: int | None, extra: list[str], tls: bool
+):
+    """RFC 5321 4.1.1.1: the reply to EHLO (LHLO, RFC 2033 section 4.1) is
+    the greeting line and a line per extension; STARTTLS is offered only
+    before TLS (RFC 3207 section 4.2), REQUIRETLS only under it (RFC 8689
+    section 4.1), PLAIN and LOGIN only under it when so configured (RFC 4954
+    section 4). Worked out once per config, the reply must still be the one
+    built and checked afresh, and what is then in force is what it says."""
+    config = ServerConfig(
+        hostname="mx.example",
+        max_message_size=size,
+        auth_mechanisms=tuple(mechanisms),
+        extra_extensions=tuple(extra),
+        **flags,
+    )
+    for _ in range(2):  # the first connection works the offer out; the second reuses it
+        server = ServerConnection(config, tls=tls)
+        server.send(server.greeting())
+        server.receive_data(b"LHLO c.example\r\n" if config.lmtp else b"EHLO c.example\r\n")
+        assert type(server.next_event()) is (Lhlo if config.lmtp else Ehlo)
+        offered = _connection._advertise(config, tls=tls, everything=False)
+        assert server.advertised() == offered
+        reply = server.ehlo_reply()
+        assert reply == Reply(250, ("mx.example greets c.example", *offered.lines()))
+        server.send(reply)
+        assert server.extensions == Extensions.from_lines(offered.lines())
+        keywords = {keyword for keyword, _ in offered.keywords}
+        assert ("STARTTLS" in keywords) == (config.starttls and not tls)
+        assert ("REQUIRETLS" in keywords) == (config.requiretls and tls)
+        if "AUTH=LOGIN" not in extra:  # the application's own line offers what it says
+            plaintext = {"PLAIN", "LOGIN"} & set(offered.auth_mechanisms)
+            assert not plaintext or tls or not config.auth_requires_tls
+
+
+def test_every_config_gets_its_own_offer_however_many_come_and_go():
+    """RFC 1870 section 4: the SIZE a server advertises is its own limit;
+    the offers remembered per config must never lend one config's to
+    another, as configs are made and dropped past what is remembered."""
+    for size in range(1000, 1000 + 3 * _connection._OFFERS_SIZE):
+        hostname = f"mx{size}.example"
+        server = ServerConnection(ServerConfig(hostname=hostname, max_message_size=size))
+        assert server.greeting() == Reply(220, f"{hostname} ESMTP")
+        assert server.advertised().max_size == size
+        assert len(_connection._OFFERS) <= _connection._OFFERS_SIZE
+
+
+@pytest.mark.parametrize("hostname", ["mx\x07.example", "mx\x7f", "mx\x1b[31m", "two words"])
+def test_a_hostname_with_controls_is_refused_in_the_config(hostname: str):
+    """RFC 5321 4.2: reply text has no control characters, and the hostname
+    goes into the greeting and every EHLO reply: refused where it is given."""
+    with pytest.raises(LocalProtocolError, match=r"one word .* no control characters"):
+        ServerConfig(hostname=hostname)
+
+
+@given(
+    lines=st.lists(
+        st.sampled_from(
+            ["PIPELINING", "SIZE 10", "size 20", "AUTH PLAIN", "AUTH=LOGIN", "X\x01", ""]
+        ),
+        max_size=_state._EXTENSIONS_KEPT_LINES + 5,
+    ).map(tuple)
+)
+@example(lines=tuple(f"X-{n}" for n in range(_state._EXTENSIONS_KEPT_LINES + 1)))
+def test_extensions_of_an_ehlo_reply_are_what_its_lines_say_each_time(lines: tuple[str, ...]):
+    """RFC 5321 4.1.1.1: the extensions in force are read from the reply's
+    lines; remembered per reply, they must be the same each time, and a
+    long reply is not kept (memory stays small whatever a peer sends)."""
+    expected = Extensions.from_lines(lines)
+    assert _state._extensions_in(lines) == expected
+    assert _state._extensions_in(tuple(lines)) == expected
+    kept = _state._EXTENSIONS_IN.get(lines)
+    assert kept is None or kept == expected
+    if len(lines) > _state._EXTENSIONS_KEPT_LINES:
+        assert kept is None
+    assert len(_state._EXTENSIONS_IN) <= _state._EXTENSIONS_IN_SIZE
 
 
 def test_what_is_in_force_comes_from_the_reply_actually_sent():
