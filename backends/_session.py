@@ -13,7 +13,7 @@ import dataclasses
 import logging
 import tempfile
 import threading
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from time import monotonic
 from typing import IO, Any
@@ -261,38 +261,7 @@ class SessionDriver:
         self.spooling = not self.streaming and "on_message" in self.hooks
         self._read_command = Read(limits.command_timeout, idle=True)
         self._read_content = Read(limits.data_block_timeout)
-        self._answers: dict[type, Any] = {
-            smtp.CommandError: self._refused,
-            smtp.Ehlo: self._hello,
-            smtp.Lhlo: self._hello,
-            smtp.Helo: self._hello,
-            smtp.Mail: self._mail,
-            smtp.Rcpt: self._rcpt,
-            smtp.Bdat: self._bdat,
-            smtp.MessageEnd: self._deliver,
-            smtp.MessageRefused: self._message_refused,
-            smtp.Rset: self._rset,
-            smtp.Quit: self._quit,
-            smtp.Vrfy: self._vrfy,
-            smtp.StartTls: self._starttls,
-            smtp.Auth: self._authenticate,
-            smtp.AuthResponse: self._authenticate,
-            smtp.AuthCancel: self._authenticate,
-        }
-        # Answers that call no hook here, given without a generator of their own.
-        self._plain: dict[type, Any] = {
-            smtp.Data: self._data,
-            smtp.Noop: self._noop,
-            smtp.Help: self._help,
-        }
-        for kind, hook, answered in (
-            (smtp.Mail, "on_mail", self._mail_answered),
-            (smtp.Rcpt, "on_rcpt", self._rcpt_answered),
-            (smtp.Rset, "on_rset", self._rset_answered),
-        ):
-            # RSET may abandon a message begun by BDAT: then on_abandon is told.
-            if hook not in self.hooks and not (kind is smtp.Rset and "on_abandon" in self.hooks):
-                self._plain[kind] = answered
+        self._plain = _plain_answers(self.hooks)
 
     def run(self) -> Steps:
         lifecycle = self.lifecycle
@@ -404,7 +373,6 @@ class SessionDriver:
         if greeting is _TEMPORARY_FAILURE:  # a greeting is 220, 554 or 421 (RFC 5321 3.1)
             greeting = _UNAVAILABLE
         yield Write(self._sent("on_connect", greeting, conn.greeting())[0])
-        answers = self._answers
         plain_answers = self._plain
         next_event = conn.next_event
         receive_data = conn.receive_data
@@ -461,9 +429,9 @@ class SessionDriver:
             else:
                 plain = plain_answers.get(kind)
                 if plain is not None:
-                    yield Write(plain(event))
+                    yield Write(plain(self, event))
                 else:
-                    yield from answers.get(kind, self._not_available)(event)
+                    yield from _ANSWERS.get(kind, SessionDriver._not_available)(self, event)
                 deadline = None  # answered: the wait for the next command starts
 
     def _refused(self, event: smtp.CommandError) -> Steps:
@@ -647,3 +615,53 @@ class SessionDriver:
             )
             data = b"".join([self.conn.send(_TEMPORARY_FAILURE) for _ in range(count)])
         yield Write(data)
+
+
+# How the driver answers each event, by its type. These may call a hook, so
+# each is a generator of requests.
+_ANSWERS: dict[type, Callable[[SessionDriver, Any], Steps]] = {
+    smtp.CommandError: SessionDriver._refused,
+    smtp.Ehlo: SessionDriver._hello,
+    smtp.Lhlo: SessionDriver._hello,
+    smtp.Helo: SessionDriver._hello,
+    smtp.Mail: SessionDriver._mail,
+    smtp.Rcpt: SessionDriver._rcpt,
+    smtp.Bdat: SessionDriver._bdat,
+    smtp.MessageEnd: SessionDriver._deliver,
+    smtp.MessageRefused: SessionDriver._message_refused,
+    smtp.Rset: SessionDriver._rset,
+    smtp.Quit: SessionDriver._quit,
+    smtp.Vrfy: SessionDriver._vrfy,
+    smtp.StartTls: SessionDriver._starttls,
+    smtp.Auth: SessionDriver._authenticate,
+    smtp.AuthResponse: SessionDriver._authenticate,
+    smtp.AuthCancel: SessionDriver._authenticate,
+}
+# Answers that call no hook, given as bytes without a generator of their
+# own; MAIL, RCPT and RSET are among them when the handler has no hook for
+# them (RSET may abandon a message begun by BDAT: then on_abandon is told).
+_ALWAYS_PLAIN: dict[type, Callable[[SessionDriver, Any], bytes]] = {
+    smtp.Data: SessionDriver._data,
+    smtp.Noop: SessionDriver._noop,
+    smtp.Help: SessionDriver._help,
+}
+_PLAIN_UNLESS = (
+    (smtp.Mail, ("on_mail",), SessionDriver._mail_answered),
+    (smtp.Rcpt, ("on_rcpt",), SessionDriver._rcpt_answered),
+    (smtp.Rset, ("on_rset", "on_abandon"), SessionDriver._rset_answered),
+)
+_PLAIN_BY_HOOKS: dict[frozenset[str], dict[type, Callable[[SessionDriver, Any], bytes]]] = {}
+
+
+def _plain_answers(hooks: frozenset[str]) -> dict[type, Callable[[SessionDriver, Any], bytes]]:
+    """The answers given without a generator for a handler with ``hooks``,
+    worked out once per set of the hooks that decide it (at most 16)."""
+    key = hooks & {"on_mail", "on_rcpt", "on_rset", "on_abandon"}
+    plain = _PLAIN_BY_HOOKS.get(key)
+    if plain is None:
+        plain = dict(_ALWAYS_PLAIN)
+        for kind, blockers, answered in _PLAIN_UNLESS:
+            if not key.intersection(blockers):
+                plain[kind] = answered
+        _PLAIN_BY_HOOKS[key] = plain
+    return plain
