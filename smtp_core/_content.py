@@ -22,6 +22,8 @@
 # work across any chunk boundary.
 from __future__ import annotations
 
+import re
+
 from ._config import BareLinePolicy
 from ._events import MessageEnd, MessageRefused, Reply, _trusted
 from ._util import LocalProtocolError
@@ -92,17 +94,24 @@ def _run(data: bytes, end: int, length: int, returns: bool) -> int:
 
     Looked at in strided slices over spans growing fourfold, so the cost
     follows the run found, never the rest of ``data``."""
+    run = 0
     span = _RUN_PROBE
     while True:
-        stop = end + span * length
-        ends = data[end:stop:length]
-        run = len(ends) - len(ends.lstrip(b"\n"))
-        if returns and run:
-            crs = data[end - 1 : stop - 1 : length]
-            run = min(run, len(crs) - len(crs.lstrip(b"\r")))
-        if run < span:
+        first = end + run * length  # the next line end to look at
+        stop = first + span * length
+        found = _LFS(data[first:stop:length]).end()  # type: ignore[union-attr]
+        if returns and found:
+            found = min(found, _CRS(data[first - 1 : stop - 1 : length]).end())  # type: ignore[union-attr]
+        run += found
+        if found < span:
             return run
         span *= 4
+
+
+# How many LFs (CRs) a bytes starts with: a regex repeat is a tight loop,
+# where bytes.lstrip(chars) calls memchr for every octet.
+_LFS = re.compile(b"\n*").match
+_CRS = re.compile(b"\r*").match
 
 
 # Content from this size up is checked in runs of lines of one length.
