@@ -459,6 +459,10 @@ class SessionDriver:
         yield Write(self._mail_answered(event, reply))
 
     def _mail_answered(self, event: smtp.Mail, reply: smtp.Reply | None = None) -> bytes:
+        if reply is None:  # the usual case, without _sent's call
+            data = self.conn.send(_SENDER_OK)
+            self.envelope = Envelope(event)
+            return data
         data, sent = self._sent("on_mail", reply, _SENDER_OK)
         if sent.code < 300:
             self.envelope = Envelope(event)
@@ -469,6 +473,10 @@ class SessionDriver:
         yield Write(self._rcpt_answered(event, reply))
 
     def _rcpt_answered(self, event: smtp.Rcpt, reply: smtp.Reply | None = None) -> bytes:
+        if reply is None and self.envelope is not None:  # the usual case, as above
+            data = self.conn.send(_RECIPIENT_OK)
+            self.envelope.recipients.append(event)
+            return data
         data, sent = self._sent("on_rcpt", reply, _RECIPIENT_OK)
         if sent.code < 300 and self.envelope is not None:
             self.envelope.recipients.append(event)
