@@ -17,6 +17,10 @@ MB = 2**20 bytes):
    the four replies, sends a 1 KiB body as one MessageChunk plus MessageEnd;
    the server hands out the chunk and the end and answers 250; the client
    parses that reply. Only the loop over the transactions is timed.
+   "sessions" does the same one message at a time over a new pair of
+   connections each: greeting, EHLO, MAIL, one RCPT and DATA as a group, the
+   1 KiB body, QUIT; set-up included, as for a client that sends one message
+   a connection (most do).
 2. server DATA: a ServerConnection in a DATA transaction is fed already
    dot-stuffed wire bytes in 64 KiB pieces, then CRLF.CRLF; every event is
    drained and the MessageChunk bytes counted. MB/s is of the message content
@@ -70,6 +74,7 @@ from smtp_core import (
     Mail,
     MessageChunk,
     MessageEnd,
+    Quit,
     Rcpt,
     Reply,
     Sentinel,
@@ -90,6 +95,7 @@ MAIL_OK = Reply(250, "2.1.0 Ok")
 RCPT_OK = Reply(250, "2.1.5 Ok")
 GO_AHEAD = Reply(354, "End data with <CR><LF>.<CR><LF>")
 QUEUED = Reply(250, "2.0.0 Ok: queued")
+BYE = Reply(221, "2.0.0 Bye")
 EXPECTED_CODES = (250, 250, 250, 354)
 
 # Printable ASCII (no CR, no LF) for the body text, indexed by a random byte.
@@ -236,6 +242,8 @@ def answer(server: ServerConnection, event: Event | Sentinel) -> Reply:
         return RCPT_OK
     if isinstance(event, Data):
         return GO_AHEAD
+    if isinstance(event, MessageEnd):
+        return QUEUED
     raise BenchmarkError(f"server: unexpected event {event!r}")
 
 
@@ -332,6 +340,39 @@ def run_transactions(count: int, body: bytes) -> float:
     if server.state is not State.GREETED or client.state is not State.GREETED:
         raise BenchmarkError(f"states after the run: {server.state} / {client.state}")
     return elapsed
+
+
+def run_sessions(count: int, body: bytes) -> float:
+    """Seconds for ``count`` one-message sessions, each over a new pair."""
+    config = ServerConfig()
+    group = (SENDER, RECIPIENTS[0], Data())
+    content = (MessageChunk(body), MessageEnd())
+    gc.collect()
+    start = time.perf_counter()
+    for _ in range(count):
+        server = ServerConnection(config)
+        client = ClientConnection()
+        server.next_event()  # PAUSED: the greeting is owed
+        client.receive_data(server.send(server.greeting()))
+        drain_replies(client)
+        converse(client, server, Ehlo("client.example"))
+        converse(client, server, *group)
+        server.receive_data(b"".join([client.send(event) for event in content]))
+        out = b""
+        while (event := server.next_event()) is not NEED_DATA:
+            if not isinstance(event, MessageChunk):
+                out += server.send(answer(server, event))
+        client.receive_data(out)
+        server.receive_data(client.send(Quit()))
+        if not isinstance(server.next_event(), Quit):
+            raise BenchmarkError("server: expected QUIT")
+        client.receive_data(server.send(BYE))
+        codes = [client.next_event(), client.next_event()]
+        if [getattr(reply, "code", reply) for reply in codes] != [250, 221]:
+            raise BenchmarkError(f"client: expected 250 to the content, then 221: {codes!r}")
+        if server.state is not State.CLOSED or client.state is not State.CLOSED:
+            raise BenchmarkError(f"states after QUIT: {server.state} / {client.state}")
+    return time.perf_counter() - start
 
 
 # -- 2. server DATA path ---------------------------------------------------------
@@ -521,6 +562,17 @@ def transactions_row(count: int, repeat: int) -> Row:
     return Row(name, workload, rates, "tx/s", 0)
 
 
+def sessions_row(count: int, repeat: int) -> Row:
+    message = make_content(random.Random(SEED + 1), KIB)
+    name, workload = "sessions", f"{count:,} x (greeting, EHLO, MAIL, RCPT, DATA 1 KiB, QUIT)"
+    try:
+        run_sessions(min(count, 200), message)  # warm-up
+        rates = measure(repeat, lambda: run_sessions(count, message), count)
+    except BenchmarkError as error:
+        return Row(name, workload, [], "sessions/s", 0, str(error))
+    return Row(name, workload, rates, "sessions/s", 0)
+
+
 # -- reporting -------------------------------------------------------------------
 
 
@@ -625,7 +677,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     print_header(repeat)
-    rows = [transactions_row(transactions, repeat)]
+    rows = [transactions_row(transactions, repeat), sessions_row(transactions // 2, repeat)]
     body = make_body(size)
     rows += server_rows(body, repeat)
     rows.append(client_row(body, repeat))
