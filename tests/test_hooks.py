@@ -296,3 +296,40 @@ def test_an_async_on_abandon_runs_to_its_end_through_a_shutdown(backend: str):
     assert [reason for reason, _ in handler.ends] == [
         "the connection closed" if backend == "asyncio" else "the session was cancelled"
     ]
+
+
+def test_on_abandon_when_the_blocking_server_cannot_write_mid_message():
+    """RFC 3030 section 2: BDAT chunks without LAST are no message yet, and
+    each is answered 250 while it is under way. When that reply cannot be
+    written, the blocking backend's loop ends on the error, and the handler
+    still hears that the message will not come. The server's side of the
+    connection is shut for writing first, so the write fails every time."""
+    handler = Streaming()
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        peer = socket.create_connection(listener.getsockname(), timeout=10)
+        accepted, _ = listener.accept()
+    errors: list[BaseException] = []
+
+    def serve() -> None:
+        try:
+            sync_backend.handle_connection(
+                accepted, handler, smtp.ServerConfig(), SessionLimits(command_timeout=10)
+            )
+        except BaseException as error:  # the test says so, rather than a thread's traceback
+            errors.append(error)
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    with peer, accepted, peer.makefile("rb") as reader:
+        assert reader.readline().startswith(b"220")
+        for line in _ENVELOPE:
+            peer.sendall(line)
+            while (reply := reader.readline())[3:4] == b"-":
+                pass
+            assert reply.startswith(b"250")
+        accepted.shutdown(socket.SHUT_WR)  # the server's next write fails (EPIPE)
+        peer.sendall(b"BDAT 5\r\nfirst")
+        thread.join(10)
+        assert not thread.is_alive() and errors == []
+    assert handler.chunks == [b"first"]
+    assert handler.ends == [("the connection failed", ["b@example.org"])]
