@@ -34,6 +34,7 @@ from ._session import (
 )
 from ._sync_client import Client, connect
 from ._sync_io import Channel, perform
+from ._sync_threads import ReusedThreads
 from ._tls import server_config, tls_info
 
 # The client half lives in its own module; the API is one: backends.sync.
@@ -101,10 +102,10 @@ def handle_connection(
             driver.report(call, perform(call, handler))
 
 
-class SmtpServer(socketserver.ThreadingTCPServer):
-    """A listening socket; each connection is served on its own thread."""
+class SmtpServer(ReusedThreads, socketserver.TCPServer):
+    """A listening socket; each connection is served on its own thread (one
+    that served an earlier connection, when one is waiting: ``idle_timeout``)."""
 
-    daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 128  # socketserver's 5 drops SYNs under a burst
 
