@@ -8,12 +8,15 @@
 #
 #   bash benchmarks/instructions.sh asyncio 1024       # smtp-core, 1 KiB messages
 #   bash benchmarks/instructions.sh aiosmtpd 102400    # or sync, trio, anyio, bare, bare-driver
+#   RECONNECT=1 bash benchmarks/instructions.sh asyncio 1024   # a new connection each
 #
 # Needs valgrind and /usr/sbin/smtp-source; takes a minute or two per server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 server=${1:?server: asyncio, sync, trio, anyio, aiosmtpd, bare or bare-driver}
 size=${2:-1024}
+keep=-d over=  # one connection for all; RECONNECT=1: a new connection for every message
+if [ "${RECONNECT:-0}" = 1 ]; then keep= over=" over new connections"; fi
 few=${FEW:-100}
 many=${MANY:-500}
 work=$(mktemp -d)
@@ -33,7 +36,7 @@ count() {  # count MESSAGES -> instructions of the whole server run
         sleep 0.5
         (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
     done
-    /usr/sbin/smtp-source -d -s 1 -m "$1" -l "$size" -f a@example.org -t b@example.org "127.0.0.1:$port"
+    /usr/sbin/smtp-source $keep -s 1 -m "$1" -l "$size" -f a@example.org -t b@example.org "127.0.0.1:$port"
     kill -INT "$pid"
     sleep 1
     kill "$pid" 2>/dev/null || true
@@ -43,4 +46,4 @@ count() {  # count MESSAGES -> instructions of the whole server run
 
 low=$(count "$few")
 high=$(count "$many")
-echo "$server, $size-octet messages: $(((high - low) / (many - few))) instructions per message"
+echo "$server, $size-octet messages$over: $(((high - low) / (many - few))) instructions per message"
