@@ -525,6 +525,9 @@ def _extensions_in(lines: tuple[str, ...]) -> Extensions:
 _CLIENT_POLICY = Policy()
 _NO_EXTENSIONS = Extensions()
 _NEEDS_TLS = frozenset({Mail, Rcpt, Data, Bdat, Auth})
+# Commands the state table alone judges (exactly these types: a subclass
+# still takes the checks below).
+_NOTHING_MORE = frozenset({Ehlo, Helo, Lhlo, Quit, Noop, Rset, Help, Vrfy, Expn})
 _PLAINTEXT_MECHANISMS = frozenset({"PLAIN", "LOGIN"})
 
 
@@ -549,6 +552,8 @@ def check_command(command: Command, session: Session, policy: Policy) -> Refusal
         return entry
     if policy.require_tls and not session.tls and kind in _NEEDS_TLS:
         return Refusal(530, "5.7.0", "must issue a STARTTLS command first")
+    if kind in _NOTHING_MORE:
+        return None
     extensions = session.extensions or _NO_EXTENSIONS
     if kind is Data:
         mail = session.mail
