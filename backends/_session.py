@@ -658,13 +658,14 @@ _PLAIN_UNLESS = (
     (smtp.Rcpt, ("on_rcpt",), SessionDriver._rcpt_answered),
     (smtp.Rset, ("on_rset", "on_abandon"), SessionDriver._rset_answered),
 )
+_PLAIN_DECIDERS = frozenset(hook for _, blockers, _ in _PLAIN_UNLESS for hook in blockers)
 _PLAIN_BY_HOOKS: dict[frozenset[str], dict[type, Callable[[SessionDriver, Any], bytes]]] = {}
 
 
 def _plain_answers(hooks: frozenset[str]) -> dict[type, Callable[[SessionDriver, Any], bytes]]:
     """The answers given without a generator for a handler with ``hooks``,
     worked out once per set of the hooks that decide it (at most 16)."""
-    key = hooks & {"on_mail", "on_rcpt", "on_rset", "on_abandon"}
+    key = hooks & _PLAIN_DECIDERS
     plain = _PLAIN_BY_HOOKS.get(key)
     if plain is None:
         plain = dict(_ALWAYS_PLAIN)

@@ -259,16 +259,22 @@ def converse(client: ClientConnection, server: ServerConnection, *commands: Even
         raise BenchmarkError(f"set-up failed: {replies!r}")
 
 
-def connected_pair(
-    server_config: ServerConfig | None = None,
-) -> tuple[ClientConnection, ServerConnection]:
-    """A client and a server after the greeting and EHLO, PIPELINING in force."""
+def greeted_pair(server_config: ServerConfig | None) -> tuple[ClientConnection, ServerConnection]:
+    """A new client and server after the greeting and EHLO."""
     server = ServerConnection(server_config)
     client = ClientConnection()
     server.next_event()  # PAUSED: the greeting is owed
     client.receive_data(server.send(server.greeting()))
     drain_replies(client)
     converse(client, server, Ehlo("client.example"))
+    return client, server
+
+
+def connected_pair(
+    server_config: ServerConfig | None = None,
+) -> tuple[ClientConnection, ServerConnection]:
+    """A client and a server after the greeting and EHLO, PIPELINING in force."""
+    client, server = greeted_pair(server_config)
     extensions = client.extensions
     if extensions is None or not extensions.pipelining:
         raise BenchmarkError("the server did not advertise PIPELINING")
@@ -350,12 +356,7 @@ def run_sessions(count: int, body: bytes) -> float:
     gc.collect()
     start = time.perf_counter()
     for _ in range(count):
-        server = ServerConnection(config)
-        client = ClientConnection()
-        server.next_event()  # PAUSED: the greeting is owed
-        client.receive_data(server.send(server.greeting()))
-        drain_replies(client)
-        converse(client, server, Ehlo("client.example"))
+        client, server = greeted_pair(config)
         converse(client, server, *group)
         server.receive_data(b"".join([client.send(event) for event in content]))
         out = b""
@@ -552,25 +553,26 @@ def reference_row(body: Body, repeat: int) -> Row:
 
 
 def transactions_row(count: int, repeat: int) -> Row:
-    message = make_content(random.Random(SEED + 1), KIB)
-    name, workload = "pipelined transactions", f"{count:,} x (MAIL, 2 RCPT, DATA 1 KiB)"
-    try:
-        run_transactions(min(count, 200), message)  # warm-up
-        rates = measure(repeat, lambda: run_transactions(count, message), count)
-    except BenchmarkError as error:
-        return Row(name, workload, [], "tx/s", 0, str(error))
-    return Row(name, workload, rates, "tx/s", 0)
+    workload = f"{count:,} x (MAIL, 2 RCPT, DATA 1 KiB)"
+    return _counted_row("pipelined transactions", workload, "tx/s", run_transactions, count, repeat)
 
 
 def sessions_row(count: int, repeat: int) -> Row:
+    workload = f"{count:,} x (greeting, EHLO, MAIL, RCPT, DATA 1 KiB, QUIT)"
+    return _counted_row("sessions", workload, "sessions/s", run_sessions, count, repeat)
+
+
+def _counted_row(
+    name: str, workload: str, unit: str, run: Callable[[int, bytes], float], count: int, repeat: int
+) -> Row:
+    """``count`` runs of ``run`` with a 1 KiB message a second, after a warm-up."""
     message = make_content(random.Random(SEED + 1), KIB)
-    name, workload = "sessions", f"{count:,} x (greeting, EHLO, MAIL, RCPT, DATA 1 KiB, QUIT)"
     try:
-        run_sessions(min(count, 200), message)  # warm-up
-        rates = measure(repeat, lambda: run_sessions(count, message), count)
+        run(min(count, 200), message)  # warm-up
+        rates = measure(repeat, lambda: run(count, message), count)
     except BenchmarkError as error:
-        return Row(name, workload, [], "sessions/s", 0, str(error))
-    return Row(name, workload, rates, "sessions/s", 0)
+        return Row(name, workload, [], unit, 0, str(error))
+    return Row(name, workload, rates, unit, 0)
 
 
 # -- reporting -------------------------------------------------------------------

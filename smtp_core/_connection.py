@@ -127,7 +127,7 @@ class _Offers:
     )
 
     def __init__(self, config: ServerConfig) -> None:
-        self.config = config
+        self.config = config  # held so that its id, the key in _OFFERS, stays its own
         hostname = config.hostname
         self.greeting = Reply(220, f"{hostname} {'LMTP' if config.lmtp else 'ESMTP'}")
         self.helo_reply = Reply(250, hostname)
